@@ -1,0 +1,37 @@
+"""ravyn_channels: Ravyn/FastAPI-style websocket handlers on Django Channels.
+
+    from ravyn_channels import Ravyn, websocket, WebSocket, WebSocketDisconnect
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import status
+from .routing import WebSocketRoute, websocket
+from .websocket import WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
+
+if TYPE_CHECKING:
+    from .asgi import Ravyn
+
+__all__ = [
+    "Ravyn",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketPayloadError",
+    "WebSocketRoute",
+    "WebSocketState",
+    "status",
+    "websocket",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Ravyn pulls in Channels' routing and Django's ASGI handler: load it on first use.
+    if name == "Ravyn":
+        from .asgi import Ravyn
+
+        return Ravyn
+    raise AttributeError(f"module 'ravyn_channels' has no attribute {name!r}")

@@ -1,0 +1,20 @@
+"""Django app config: autodiscovers ``sockets.py`` modules and registers checks."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class RavynChannelsConfig(AppConfig):
+    name = "ravyn_channels"
+    verbose_name = "Ravyn Channels"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .conf import get_settings
+        from .servers import install_daphne_adapter
+
+        install_daphne_adapter()
+        for module in get_settings().AUTODISCOVER:
+            autodiscover_modules(module)

@@ -1,0 +1,82 @@
+"""The ``RAVYN_CHANNELS`` setting: one dict, every key optional.
+
+Read lazily and reset on Django's ``setting_changed`` signal, so
+``override_settings(RAVYN_CHANNELS={...})`` works in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+__all__ = ["DEFAULTS", "Settings", "get_settings"]
+
+OverflowPolicy = Literal["close", "backpressure"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved ``RAVYN_CHANNELS`` values (see the README's "Settings" table)."""
+
+    #: Module names looked up in every installed app (like ``admin.py``).
+    AUTODISCOVER: Sequence[str] = ("sockets",)
+    #: Client frames queued for a handler that has not read them yet.
+    INBOX_SIZE: int = 256
+    #: What a full inbox does: ``"close"`` (1013, one WARNING) or ``"backpressure"``.
+    INBOX_OVERFLOW: OverflowPolicy = "close"
+    #: Largest client message in bytes (UTF-8 length for text); larger closes with 1009.
+    MAX_MESSAGE_SIZE: int = 1024 * 1024
+    #: Allowed ``Origin`` patterns; ``None`` means ``ALLOWED_HOSTS``.
+    ORIGINS: Sequence[str] | None = None
+    #: Refuse handshakes that carry no ``Origin`` header (browsers always send one).
+    REQUIRE_ORIGIN: bool = False
+    #: Seconds a handler may keep running after its client has gone before it is cancelled.
+    DISCONNECT_GRACE: float = 1.0
+    #: Seconds to wait for the client's close reply after the server closed.
+    CLOSE_TIMEOUT: float = 5.0
+    #: Channel layer alias used by generated consumers and managers.
+    CHANNEL_LAYER: str = "default"
+    #: Let daphne send every RFC close code (1001, 1003, 1007-1014) and 1009 on
+    #: oversized frames; when ``False``, those codes are mirrored to 4000 + (code - 1000).
+    PATCH_DAPHNE: bool = True
+
+
+DEFAULTS = Settings()
+_KEYS = frozenset(f.name for f in fields(Settings))
+_cached: Settings | None = None
+
+
+def unknown_keys() -> list[str]:
+    """Keys of ``RAVYN_CHANNELS`` that ravyn_channels does not know (reported by a check)."""
+    return sorted(set(_raw()) - _KEYS)
+
+
+def _raw() -> dict[str, Any]:
+    value = getattr(django_settings, "RAVYN_CHANNELS", None) or {}
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"settings.RAVYN_CHANNELS must be a dict, got {type(value).__name__}. "
+            "Write RAVYN_CHANNELS = {'INBOX_SIZE': 256, ...} in your settings."
+        )
+    return value
+
+
+def get_settings() -> Settings:
+    """Return the current ``RAVYN_CHANNELS`` merged over the defaults."""
+    global _cached
+    if _cached is None:
+        known = {k: v for k, v in _raw().items() if k in _KEYS}
+        _cached = Settings(**known)
+    return _cached
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _cached
+    if setting in ("RAVYN_CHANNELS", "ALLOWED_HOSTS", "CHANNEL_LAYERS"):
+        _cached = None

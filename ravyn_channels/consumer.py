@@ -1,0 +1,438 @@
+"""The Channels consumer generated for each ``@websocket`` route.
+
+One connection = one consumer instance = one handler task. The consumer
+reads the server's events itself: client frames go into a bounded inbox that
+``WebSocket.receive_*`` reads; channel-layer events (``ravyn.send``) go
+straight to the client. It owns every cleanup: the handler task, the groups it
+joined, the channel-layer reader, and Django's database connections (closed at
+connect and disconnect, not per frame as ``AsyncConsumer.dispatch`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.security.websocket import OriginValidator
+from django.conf import settings as django_settings
+
+from . import servers, status
+from .conf import get_settings
+from .params import ParameterError
+from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
+
+if TYPE_CHECKING:
+    from .routing import WebSocketRoute
+
+__all__ = ["NotFoundConsumer", "RavynConsumer", "build_consumer"]
+
+logger = logging.getLogger("ravyn_channels")
+
+#: Event type a channel layer uses to send a frame to a connection's client.
+SEND_EVENT = "ravyn.send"
+
+
+class Inbox:
+    """A FIFO of client frames with a soft bound: ``full()`` says when the bound is hit.
+
+    Control messages (disconnect) are always accepted, so a full inbox can
+    still tell the handler that the client has gone.
+    """
+
+    __slots__ = ("_items", "_getter", "_room", "bound")
+
+    def __init__(self, bound: int):
+        self._items: collections.deque[Message] = collections.deque()
+        self._getter: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self.bound = bound
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def full(self) -> bool:
+        return len(self._items) >= self.bound
+
+    def put_nowait(self, message: Message) -> None:
+        self._items.append(message)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    async def get(self) -> Message:
+        while not self._items:
+            self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        message = self._items.popleft()
+        room = self._room
+        if room is not None and not room.done() and len(self._items) < self.bound:
+            room.set_result(None)
+        return message
+
+    async def wait_for_room(self) -> None:
+        while self.full():
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
+
+
+def allowed_origins(route_origins: tuple[str, ...] | None) -> list[str]:
+    """Origin patterns for a route: its own, ``RAVYN_CHANNELS["ORIGINS"]``, or ``ALLOWED_HOSTS``."""
+    if route_origins is not None:
+        return list(route_origins)
+    configured = get_settings().ORIGINS
+    if configured is not None:
+        return list(configured)
+    hosts = list(django_settings.ALLOWED_HOSTS)
+    if django_settings.DEBUG and not hosts:
+        hosts = ["localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
+def origin_refusal(scope: dict[str, Any], patterns: list[str]) -> str | None:
+    """Why the handshake's ``Origin`` is refused, or ``None`` when it is allowed."""
+    raw = None
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            raw = value.decode("latin-1")
+            break
+    if raw is None:
+        if get_settings().REQUIRE_ORIGIN:
+            return "no Origin header (RAVYN_CHANNELS['REQUIRE_ORIGIN'] is True)"
+        return None
+    validator = OriginValidator(None, patterns)
+    if validator.validate_origin(urlparse(raw)):
+        return None
+    return f"Origin {raw!r} is not allowed (allowed: {patterns or 'nothing; ALLOWED_HOSTS is empty'})"
+
+
+def _client_repr(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
+
+
+class RavynConsumer(AsyncWebsocketConsumer):
+    """Runs one ``@websocket`` handler for one connection (subclassed per route)."""
+
+    route: WebSocketRoute[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.channel_layer: Any = None
+        self.channel_name: str | None = None
+        self._layer_task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._pumping = False
+
+    # -- ASGI entry point -----------------------------------------------------------------
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.base_send = send
+        route = self.route
+        conf = get_settings()
+        self._max_size = route.max_message_size or conf.MAX_MESSAGE_SIZE
+        self._overflow = route.inbox_overflow or conf.INBOX_OVERFLOW
+        self.inbox = Inbox(route.inbox_size or conf.INBOX_SIZE)
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return  # the client left before the handshake reached us
+        self.inbox.put_nowait(first)
+        self.websocket = ws = WebSocket(scope, self.inbox.get, self._send)
+        ws.handler_name = route.qualname
+        ws._on_not_accepted = self._not_accepted
+        ws.consumer = self  # type: ignore[attr-defined]
+
+        refusal = origin_refusal(scope, allowed_origins(route.origins))
+        if refusal is not None:
+            logger.warning("Refused websocket %s from %s: %s", scope["path"], _client_repr(scope), refusal)
+            await send({"type": "websocket.close"})
+            return
+        try:
+            kwargs = route.plan.resolve(ws, scope.get("url_route", {}).get("kwargs", {}))
+        except ParameterError as exc:
+            logger.info("Refused websocket %s for %s: %s", scope["path"], route.qualname, exc)
+            await send({"type": "websocket.close"})
+            return
+        await aclose_old_connections()
+        self._task = asyncio.get_running_loop().create_task(self._run_handler(kwargs))
+        self._main = asyncio.current_task()
+        self._pumping = True
+        try:
+            await self._pump(receive)
+        except asyncio.CancelledError:
+            if not self._closing:
+                # Not our close timer: the server is shutting down (daphne cancels apps).
+                await self._going_away()
+                raise
+            # Our close timer: the client never answered the close frame.
+            ws._client_gone(status.WS_1006_ABNORMAL_CLOSURE, "no close reply")
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": status.WS_1006_ABNORMAL_CLOSURE})
+        finally:
+            self._pumping = False
+            await self._finish()
+
+    async def _pump(self, receive: Callable[[], Awaitable[Message]]) -> None:
+        inbox = self.inbox
+        ws = self.websocket
+        limit = self._max_size
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                if self._closing:
+                    continue  # the handler is done or we are closing: nobody reads it
+                text = message.get("text")
+                if text is not None:
+                    too_big = len(text) * 4 > limit and len(text.encode("utf-8")) > limit
+                else:
+                    too_big = len(message.get("bytes") or b"") > limit
+                if too_big:
+                    await self._refuse_frame(
+                        status.WS_1009_MESSAGE_TOO_BIG,
+                        f"a message over the {limit}-byte limit (max_message_size)",
+                    )
+                    continue
+                if inbox.full():
+                    if self._overflow == "backpressure":
+                        await inbox.wait_for_room()
+                    else:
+                        await self._refuse_frame(
+                            status.WS_1013_TRY_AGAIN_LATER,
+                            f"{inbox.bound} unread messages (inbox_size); the handler is not keeping up",
+                        )
+                        continue
+                inbox.put_nowait(message)
+            elif kind == "websocket.disconnect":
+                ws._client_gone(message.get("code", status.WS_1006_ABNORMAL_CLOSURE), message.get("reason"))
+                inbox.put_nowait(message)
+                return
+
+    # -- the handler task -----------------------------------------------------------------
+
+    async def _run_handler(self, kwargs: dict[str, Any]) -> None:
+        ws = self.websocket
+        route = self.route
+        try:
+            await route.endpoint(**kwargs)
+        except WebSocketDisconnect:
+            pass
+        except WebSocketPayloadError as exc:
+            logger.warning("%s: %s Closing with %d.", route.qualname, exc, exc.code)
+            await self._close(exc.code)
+            return
+        except Exception:
+            if ws.application_state is WebSocketState.CONNECTING:
+                logger.exception("Handler %s raised before accepting; handshake refused", route.qualname)
+            else:
+                logger.exception("Handler %s raised; closing with 1011", route.qualname)
+            await self._close(status.WS_1011_INTERNAL_ERROR)
+            return
+        if ws.application_state is WebSocketState.CONNECTING:
+            logger.warning(
+                "Handler %s returned without calling websocket.accept(); handshake refused. "
+                "Call 'await websocket.accept()' before receiving or sending.",
+                route.qualname,
+            )
+        await self._close(status.WS_1000_NORMAL_CLOSURE)
+
+    async def _not_accepted(self, what: str) -> None:
+        logger.warning(
+            "Handler %s called %s without accepting; handshake refused. "
+            "Call 'await websocket.accept()' first.",
+            self.route.qualname,
+            what,
+        )
+        await self._close(status.WS_1000_NORMAL_CLOSURE)
+
+    # -- sending and closing -------------------------------------------------------------
+
+    async def _send(self, message: Message) -> None:
+        if message["type"] == "websocket.close":
+            code = message.get("code")
+            if code is not None:
+                message = dict(message, code=servers.close_code(code))
+        await self.base_send(message)
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        """Close from the server side once (before accept: refuse the handshake)."""
+        ws = self.websocket
+        self._closing = True
+        if ws.application_state is WebSocketState.CONNECTING:
+            ws.application_state = WebSocketState.DISCONNECTED
+            await self.base_send({"type": "websocket.close"})
+        elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+            ws.application_state = WebSocketState.DISCONNECTED
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        if self._pumping and self._close_timer is None and ws.close_code is None:
+            # Wait for the client's close reply, but not forever.
+            main = self._main
+            self._close_timer = asyncio.get_running_loop().call_later(
+                get_settings().CLOSE_TIMEOUT, main.cancel
+            )
+
+    async def _refuse_frame(self, code: int, why: str) -> None:
+        logger.warning(
+            "Closing websocket %s (%s) with %d: %s.", self.scope["path"], self.route.qualname, code, why
+        )
+        ws = self.websocket
+        if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+            ws.application_state = WebSocketState.DISCONNECTED
+            await self._send({"type": "websocket.close", "code": code})
+        ws._client_gone(code, why)
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
+        self._closing = True
+
+    async def _going_away(self) -> None:
+        ws = self.websocket
+        if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+            ws.application_state = WebSocketState.DISCONNECTED
+            try:
+                await self._send({"type": "websocket.close", "code": status.WS_1001_GOING_AWAY})
+            except Exception:  # the server is going down; the close frame is best effort
+                pass
+        ws._client_gone(status.WS_1001_GOING_AWAY, "server shutting down")
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": status.WS_1001_GOING_AWAY})
+
+    async def _finish(self) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        task = self._task
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=get_settings().DISCONNECT_GRACE)
+            if not done:
+                logger.warning(
+                    "Handler %s was still running %.1fs after its client left; cancelled it. "
+                    "Handlers should return on WebSocketDisconnect.",
+                    self.route.qualname,
+                    get_settings().DISCONNECT_GRACE,
+                )
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await self._leave_groups()
+        if self._layer_task is not None:
+            self._layer_task.cancel()
+            await asyncio.gather(self._layer_task, return_exceptions=True)
+        await aclose_old_connections()
+
+    # -- channel layer -------------------------------------------------------------------
+
+    async def ensure_channel(self) -> str:
+        """This connection's channel name, created (with its reader) on first use."""
+        if self.channel_name is None:
+            alias = get_settings().CHANNEL_LAYER
+            layer = get_channel_layer(alias)
+            if layer is None:
+                raise RuntimeError(
+                    f"No channel layer {alias!r} is configured. Set CHANNEL_LAYERS in your settings, "
+                    "e.g. {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}}."
+                )
+            self.channel_layer = layer
+            self.channel_name = await layer.new_channel()
+            self._layer_task = asyncio.get_running_loop().create_task(self._read_layer())
+        return self.channel_name
+
+    async def group_add(self, group: str) -> None:
+        """Join a Channels group; it is left when the connection ends, whatever the handler does."""
+        channel = await self.ensure_channel()
+        await self.channel_layer.group_add(group, channel)
+        if group not in self.groups:
+            self.groups.append(group)
+
+    async def group_discard(self, group: str) -> None:
+        """Leave a Channels group now."""
+        if self.channel_name is not None and group in self.groups:
+            self.groups.remove(group)
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _leave_groups(self) -> None:
+        for group in list(self.groups):
+            try:
+                await self.group_discard(group)
+            except Exception:
+                logger.exception("Could not leave group %r for %s", group, self.route.qualname)
+
+    async def _read_layer(self) -> None:
+        layer = self.channel_layer
+        channel = self.channel_name
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error("Channel layer receive failed for %s: %r; retrying in 1s", channel, exc)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await self.layer_event(message)
+            except StopConsumer:
+                return
+            except Exception:
+                logger.exception("Handling layer event %r failed for %s", message.get("type"), channel)
+
+    async def layer_event(self, message: dict[str, Any]) -> None:
+        """Handle a channel-layer event: ``ravyn.send`` goes to the client, others to a method."""
+        kind = message.get("type", "")
+        if kind == SEND_EVENT:
+            await self.ravyn_send(message)
+            return
+        name = get_handler_name(message)
+        handler = getattr(self, name, None) if not name.startswith("websocket_") else None
+        if handler is None:
+            logger.warning("%s got layer event %r with no handler; ignored.", self.route.qualname, kind)
+            return
+        await handler(message)
+
+    async def ravyn_send(self, message: dict[str, Any]) -> None:
+        """Write a ``ravyn.send`` event (``text`` or ``bytes``) to the client, if still open."""
+        ws = self.websocket
+        if ws.application_state is not WebSocketState.CONNECTED or ws.close_code is not None:
+            return
+        if message.get("bytes") is not None:
+            await self.base_send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            await self.base_send({"type": "websocket.send", "text": message["text"]})
+
+
+def build_consumer(route: WebSocketRoute[Any]) -> type[RavynConsumer]:
+    """A ``RavynConsumer`` subclass for ``route``, named after its handler."""
+    name = "".join(part[:1].upper() + part[1:] for part in route.endpoint.__name__.split("_")) + "Consumer"
+    cls = type(
+        name,
+        (RavynConsumer,),
+        {
+            "route": route,
+            "__module__": route.endpoint.__module__,
+            "__qualname__": name,
+            "__doc__": route.endpoint.__doc__ or f"Consumer for {route.path}",
+        },
+    )
+    return cls
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Refuses handshakes for paths no route matches: HTTP 403 and one INFO line."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            logger.info("Refused websocket %s from %s: no route matches", scope["path"], _client_repr(scope))
+            await send({"type": "websocket.close"})
+

@@ -1,0 +1,227 @@
+"""The ``@websocket`` decorator, Ravyn's path syntax, and the route registry.
+
+``@websocket("/ws/{client_id:int}")`` turns an ``async def`` into a
+``WebSocketRoute``: still callable as the function, and carrying a Django URL
+pattern and a generated Channels consumer. Routing itself is Channels'
+``URLRouter`` over Django's path converters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
+
+from django.urls import URLPattern, path as django_path, re_path, register_converter
+from django.urls.converters import get_converters
+
+from .conf import OverflowPolicy
+from .params import Plan, plan_for
+
+if TYPE_CHECKING:
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+__all__ = [
+    "WebSocketRoute",
+    "registered_routes",
+    "websocket",
+    "websocket_urlpatterns",
+]
+
+P = ParamSpec("P")
+
+
+class _FloatConverter:
+    regex = r"-?[0-9]+(?:\.[0-9]+)?"
+
+    def to_python(self, value: str) -> float:
+        return float(value)
+
+    def to_url(self, value: float) -> str:
+        return repr(float(value))
+
+
+class _SignedIntConverter:
+    regex = r"-?[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))
+
+
+# Ravyn's converter names -> (Django converter name, Python type).
+_CONVERTERS: dict[str, tuple[str, type]] = {
+    "str": ("str", str),
+    "int": ("ravyn_int", int),
+    "float": ("ravyn_float", float),
+    "uuid": ("uuid", uuid.UUID),
+    "path": ("path", str),
+}
+for _name, _converter in (("ravyn_int", _SignedIntConverter), ("ravyn_float", _FloatConverter)):
+    if _name not in get_converters():
+        register_converter(_converter, _name)
+
+_PARAM = re.compile(r"{([^{}]*)}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def compile_path(path: str, where: str = "route") -> tuple[str, dict[str, type]]:
+    """Ravyn path -> (Django route string, ``{name: python type}``)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{where}: websocket path {path!r} must be a string starting with '/'.")
+    if "<" in path or ">" in path:
+        raise ValueError(
+            f"{where}: websocket path {path!r} uses Django's <type:name> syntax; "
+            "write {name} or {name:type} as in Ravyn."
+        )
+    params: dict[str, type] = {}
+    pieces: list[str] = []
+    last = 0
+    for match in _PARAM.finditer(path):
+        pieces.append(path[last : match.start()])
+        name, _, conv = match.group(1).partition(":")
+        name, conv = name.strip(), (conv.strip() or "str")
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"{where}: {{{match.group(1)}}} in {path!r} is not a valid parameter name.")
+        if conv not in _CONVERTERS:
+            raise ValueError(
+                f"{where}: unknown converter {conv!r} in {path!r}; "
+                f"use one of {', '.join(_CONVERTERS)}."
+            )
+        if name in params:
+            raise ValueError(f"{where}: duplicated param name {name!r} in path {path!r}.")
+        django_name, python_type = _CONVERTERS[conv]
+        params[name] = python_type
+        pieces.append(f"<{django_name}:{name}>")
+        last = match.end()
+    pieces.append(path[last:])
+    route = "".join(pieces)
+    if "{" in route or "}" in route:
+        raise ValueError(f"{where}: unbalanced braces in websocket path {path!r}.")
+    return route.lstrip("/"), params
+
+
+class WebSocketRoute(Generic[P]):
+    """A decorated handler: call it like the function; serve it through ``consumer``."""
+
+    def __init__(
+        self,
+        endpoint: Callable[P, Awaitable[None]],
+        path: str,
+        *,
+        name: str | None = None,
+        inbox_size: int | None = None,
+        inbox_overflow: OverflowPolicy | None = None,
+        max_message_size: int | None = None,
+        origins: Sequence[str] | None = None,
+    ):
+        where = f"{endpoint.__module__}.{getattr(endpoint, '__qualname__', endpoint)}"
+        if not inspect.iscoroutinefunction(endpoint):
+            raise TypeError(
+                f"{where}: @websocket handlers must be 'async def' functions; "
+                "for sync work inside, use asgiref's sync_to_async or channels.db.database_sync_to_async."
+            )
+        self.endpoint = endpoint
+        self.path = path
+        self.route, self.param_types = compile_path(path, where)
+        self.name = name or endpoint.__name__
+        self.inbox_size = inbox_size
+        self.inbox_overflow = inbox_overflow
+        self.max_message_size = max_message_size
+        self.origins = tuple(origins) if origins is not None else None
+        self.plan: Plan = plan_for(endpoint, self.param_types)
+        self.qualname = where
+        functools.update_wrapper(self, endpoint)
+        from .consumer import build_consumer
+
+        self.consumer: type[AsyncWebsocketConsumer] = build_consumer(self)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[None]:
+        return self.endpoint(*args, **kwargs)
+
+    @functools.cached_property
+    def pattern(self) -> URLPattern:
+        """The Django URL pattern serving this route, for a ``URLRouter``."""
+        return django_path(self.route, self.consumer.as_asgi(), name=self.name)
+
+    def __repr__(self) -> str:
+        return f"<WebSocketRoute {self.path!r} -> {self.qualname}>"
+
+
+_registry: list[WebSocketRoute[Any]] = []
+
+
+@overload
+def websocket(path: str) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]: ...
+@overload
+def websocket(
+    path: str,
+    *,
+    name: str | None = ...,
+    inbox_size: int | None = ...,
+    inbox_overflow: OverflowPolicy | None = ...,
+    max_message_size: int | None = ...,
+    origins: Sequence[str] | None = ...,
+) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]: ...
+
+
+def websocket(
+    path: str,
+    *,
+    name: str | None = None,
+    inbox_size: int | None = None,
+    inbox_overflow: OverflowPolicy | None = None,
+    max_message_size: int | None = None,
+    origins: Sequence[str] | None = None,
+) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]:
+    """Declare an ``async def`` as the handler of the websocket endpoint at ``path``.
+
+    ``path`` uses Ravyn's syntax: ``/ws/{client_id}``, ``/rooms/{room_id:int}``
+    (converters ``str``, ``int``, ``float``, ``uuid``, ``path``). The other
+    arguments override ``RAVYN_CHANNELS`` for this route (``origins`` replaces
+    the allowed origins).
+    """
+    if callable(path):
+        raise TypeError("Use @websocket('/path'), not bare @websocket: the path is required.")
+
+    def decorate(endpoint: Callable[P, Awaitable[None]]) -> WebSocketRoute[P]:
+        route = WebSocketRoute(
+            endpoint,
+            path,
+            name=name,
+            inbox_size=inbox_size,
+            inbox_overflow=inbox_overflow,
+            max_message_size=max_message_size,
+            origins=origins,
+        )
+        _registry.append(route)
+        return route
+
+    return decorate
+
+
+def registered_routes() -> list[WebSocketRoute[Any]]:
+    """Every route declared so far with ``@websocket``, in declaration order."""
+    return list(_registry)
+
+
+def websocket_urlpatterns(
+    routes: Iterable[WebSocketRoute[Any]] | None = None, *, fallback: bool = False
+) -> list[URLPattern]:
+    """URL patterns for a Channels ``URLRouter``: the given routes, or every registered one.
+
+    With ``fallback=True`` a last pattern refuses unknown paths (HTTP 403, one
+    INFO line) instead of letting ``URLRouter`` raise (which daphne answers with 500).
+    """
+    chosen = registered_routes() if routes is None else list(routes)
+    patterns = [route.pattern for route in chosen]
+    if fallback:
+        from .consumer import NotFoundConsumer
+
+        patterns.append(re_path(r"", NotFoundConsumer.as_asgi(), name="ravyn_channels_not_found"))
+    return patterns

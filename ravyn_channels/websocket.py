@@ -1,0 +1,415 @@
+"""The ``WebSocket`` a handler receives, and ``WebSocketDisconnect``.
+
+The API follows Starlette and Ravyn/Lilya (``accept``, ``receive_text``,
+``send_json``, ``iter_text``, ...). A ``WebSocket`` wraps an ASGI ``receive``
+and ``send`` pair; in a generated consumer ``receive`` reads the connection's
+bounded inbox and ``send`` writes straight to the server.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from types import SimpleNamespace
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urlsplit
+
+from . import status
+
+__all__ = [
+    "Address",
+    "Headers",
+    "URL",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketPayloadError",
+    "WebSocketState",
+]
+
+logger = logging.getLogger("ravyn_channels")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class WebSocketDisconnect(Exception):
+    """The client has gone: raised by ``receive_*`` and ``send_*``.
+
+    ``code`` is the close code the client sent (1006 when the connection
+    dropped without a close frame) and ``reason`` its reason, if any.
+    """
+
+    def __init__(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str | None = None):
+        self.code = code
+        self.reason = reason or ""
+        super().__init__(code, self.reason)
+
+    def __repr__(self) -> str:
+        return f"WebSocketDisconnect(code={self.code!r}, reason={self.reason!r})"
+
+
+class WebSocketPayloadError(ValueError):
+    """A client frame could not be used as asked: wrong frame type or invalid data.
+
+    Left uncaught in a handler, it closes the connection with ``code``
+    (1003 for a text/binary mismatch, 1007 for invalid JSON or UTF-8) and
+    logs one WARNING, without a traceback.
+    """
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+class WebSocketState(enum.Enum):
+    """Where one side of the connection is: ``CONNECTING``, ``CONNECTED`` or ``DISCONNECTED``."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    DISCONNECTED = 2
+
+
+class Address(NamedTuple):
+    """The peer's host and port, as the server reported them."""
+
+    host: str
+    port: int
+
+
+class URL(str):
+    """The connection's URL as a ``str``, with its parts as properties."""
+
+    @property
+    def _parts(self) -> Any:
+        return urlsplit(self)
+
+    @property
+    def scheme(self) -> str:
+        return str(self._parts.scheme)
+
+    @property
+    def netloc(self) -> str:
+        return str(self._parts.netloc)
+
+    @property
+    def hostname(self) -> str | None:
+        return self._parts.hostname  # type: ignore[no-any-return]
+
+    @property
+    def port(self) -> int | None:
+        return self._parts.port  # type: ignore[no-any-return]
+
+    @property
+    def path(self) -> str:
+        return str(self._parts.path)
+
+    @property
+    def query(self) -> str:
+        return str(self._parts.query)
+
+
+class Headers(Mapping[str, str]):
+    """Request headers, case-insensitive; repeated headers are joined by ``getlist``."""
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]):
+        self.raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
+
+    def __getitem__(self, key: str) -> str:
+        key = key.lower()
+        for k, v in self.raw:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Any:
+        return iter(dict.fromkeys(k for k, _ in self.raw))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys(k for k, _ in self.raw))
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value sent for ``key``, in order."""
+        key = key.lower()
+        return [v for k, v in self.raw if k == key]
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self)!r})"
+
+
+def _not_connected(what: str) -> RuntimeError:
+    return RuntimeError(f'WebSocket is not connected. Need to call "accept" first, before {what}.')
+
+
+class WebSocket:
+    """One client connection, as seen by a handler.
+
+    Create it from an ASGI ``scope``, ``receive`` and ``send``; generated
+    consumers do this for you.
+    """
+
+    def __init__(self, scope: Mapping[str, Any], receive: Receive, send: Send):
+        if scope.get("type") != "websocket":
+            raise ValueError(f"WebSocket needs a 'websocket' scope, got {scope.get('type')!r}")
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.client_state = WebSocketState.CONNECTING
+        self.application_state = WebSocketState.CONNECTING
+        #: The close code and reason once the client has gone (set as soon as the
+        #: server knows, before the handler reads the disconnect message).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        #: Free per-connection storage, like Starlette's ``websocket.state``.
+        self.state = SimpleNamespace()
+        #: Set by the generated consumer; names the handler in log lines.
+        self.handler_name = "<websocket handler>"
+        #: Called with the reason when the handler reads before accepting.
+        self._on_not_accepted: Callable[[str], Awaitable[None]] | None = None
+
+    # -- connection facts -------------------------------------------------------------
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """Path parameters after conversion (``{"client_id": 42}``)."""
+        params: dict[str, Any] = self.scope.get("path_params") or self.scope.get(
+            "url_route", {}
+        ).get("kwargs", {})
+        return params
+
+    @property
+    def url(self) -> URL:
+        """``ws://host/path?query`` as the client asked for it."""
+        scheme = self.scope.get("scheme") or "ws"
+        host = self.headers.get("host")
+        if host is None:
+            server = self.scope.get("server")
+            host = f"{server[0]}:{server[1]}" if server else "localhost"
+        root = self.scope.get("root_path", "")
+        qs = self.scope.get("query_string", b"").decode("latin-1")
+        return URL(f"{scheme}://{host}{root}{self.scope['path']}" + (f"?{qs}" if qs else ""))
+
+    @property
+    def query_params(self) -> Any:
+        """The query string as an immutable Django ``QueryDict`` (``get``, ``getlist``)."""
+        from django.http import QueryDict
+
+        return QueryDict(self.scope.get("query_string", b""))
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's request headers."""
+        headers = self.__dict__.get("_headers")
+        if headers is None:
+            headers = self.__dict__["_headers"] = Headers(self.scope.get("headers", []))
+        return headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies sent with the handshake."""
+        from django.http.cookie import parse_cookie
+
+        return parse_cookie(self.headers.get("cookie", ""))
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's address, or ``None`` when the server does not know it."""
+        client = self.scope.get("client")
+        return Address(str(client[0]), int(client[1])) if client else None
+
+    @property
+    def user(self) -> Any:
+        """The Django user (``AnonymousUser`` when nobody is logged in)."""
+        user = self.scope.get("user")
+        if user is None:
+            try:
+                from django.contrib.auth.models import AnonymousUser
+            except RuntimeError:  # django.contrib.auth is not installed
+                return None
+            return AnonymousUser()
+        return user
+
+    @property
+    def session(self) -> Any:
+        """The Django session; needs ``django.contrib.sessions`` in ``INSTALLED_APPS``."""
+        if "session" not in self.scope:
+            raise RuntimeError(
+                "websocket.session needs Django sessions: add 'django.contrib.sessions' to "
+                "INSTALLED_APPS (ravyn_channels then wraps routes in Channels' "
+                "AuthMiddlewareStack), or wrap your URLRouter in SessionMiddlewareStack."
+            )
+        return self.scope["session"]
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """Subprotocols the client offered, in its order of preference."""
+        return list(self.scope.get("subprotocols", []))
+
+    # -- raw ASGI -----------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """Receive the next ASGI message (``websocket.connect``, ``.receive`` or ``.disconnect``)."""
+        if self.client_state is WebSocketState.DISCONNECTED:
+            raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            self._client_gone(message.get("code", status.WS_1000_NORMAL_CLOSURE), message.get("reason"))
+            self.client_state = WebSocketState.DISCONNECTED
+        elif self.client_state is WebSocketState.CONNECTING:
+            if kind != "websocket.connect":
+                raise RuntimeError(f'Expected "websocket.connect", got {kind!r}.')
+            self.client_state = WebSocketState.CONNECTED
+        return message
+
+    async def send(self, message: Message) -> None:
+        """Send an ASGI message (``websocket.accept``, ``.send`` or ``.close``)."""
+        if self.close_code is not None:
+            raise WebSocketDisconnect(self.close_code, self.close_reason)
+        kind = message["type"]
+        state = self.application_state
+        if state is WebSocketState.CONNECTED:
+            if kind == "websocket.close":
+                self.application_state = WebSocketState.DISCONNECTED
+            elif kind != "websocket.send":
+                raise RuntimeError(f'Expected "websocket.send" or "websocket.close", got {kind!r}.')
+        elif state is WebSocketState.CONNECTING:
+            if kind == "websocket.accept":
+                self.application_state = WebSocketState.CONNECTED
+            elif kind == "websocket.close":
+                self.application_state = WebSocketState.DISCONNECTED
+            elif kind == "websocket.send":
+                raise _not_connected("sending")
+            else:
+                raise RuntimeError(f'Expected "websocket.accept" or "websocket.close", got {kind!r}.')
+        else:
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+        await self._send(message)
+
+    def _client_gone(self, code: int, reason: str | None = None) -> None:
+        """Record that the client has gone: sends raise from now on.
+
+        Frames already queued stay readable; ``client_state`` turns
+        ``DISCONNECTED`` when the handler reads the disconnect message.
+        """
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason or ""
+
+    # -- handshake and close ------------------------------------------------------------
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Accept the handshake, optionally choosing one of the client's subprotocols."""
+        if self.client_state is WebSocketState.CONNECTING:
+            await self.receive()  # the websocket.connect message
+        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers:
+            message["headers"] = list(headers)
+        await self.send(message)
+
+    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
+        """Close the connection (before ``accept`` this refuses the handshake with HTTP 403)."""
+        status.check_sendable(code)
+        await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+    # -- typed receive ------------------------------------------------------------------
+
+    async def _receive_data(self, what: str) -> Message:
+        if self.application_state is not WebSocketState.CONNECTED:
+            if self.application_state is WebSocketState.CONNECTING and self._on_not_accepted:
+                await self._on_not_accepted(what)
+            raise _not_connected(what)
+        message = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(self.close_code or status.WS_1000_NORMAL_CLOSURE, self.close_reason)
+        return message
+
+    async def receive_text(self) -> str:
+        """The next text frame; a binary frame raises ``WebSocketPayloadError`` (1003)."""
+        message = await self._receive_data("receive_text()")
+        text = message.get("text")
+        if text is None:
+            raise WebSocketPayloadError(
+                status.WS_1003_UNSUPPORTED_DATA,
+                "receive_text() got a binary frame; use receive_bytes() or receive() for binary data.",
+            )
+        return str(text)
+
+    async def receive_bytes(self) -> bytes:
+        """The next binary frame; a text frame raises ``WebSocketPayloadError`` (1003)."""
+        message = await self._receive_data("receive_bytes()")
+        data = message.get("bytes")
+        if data is None:
+            raise WebSocketPayloadError(
+                status.WS_1003_UNSUPPORTED_DATA,
+                "receive_bytes() got a text frame; use receive_text() or receive() for text data.",
+            )
+        return bytes(data)
+
+    async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
+        """The next frame decoded as JSON; invalid JSON raises ``WebSocketPayloadError`` (1007)."""
+        if mode == "text":
+            raw: str | bytes = await self.receive_text()
+        elif mode == "binary":
+            raw = await self.receive_bytes()
+        else:
+            raise ValueError(f'receive_json(mode=...) takes "text" or "binary", got {mode!r}.')
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebSocketPayloadError(
+                status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, f"receive_json() got invalid JSON: {exc}"
+            ) from None
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Text frames until the client disconnects (the loop then just ends)."""
+        try:
+            while True:
+                yield await self.receive_text()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Binary frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_bytes()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_json(self) -> AsyncIterator[Any]:
+        """JSON frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_json()
+        except WebSocketDisconnect:
+            pass
+
+    # -- typed send ---------------------------------------------------------------------
+
+    async def send_text(self, data: str) -> None:
+        """Send a text frame."""
+        await self.send({"type": "websocket.send", "text": data})
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame."""
+        await self.send({"type": "websocket.send", "bytes": data})
+
+    async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+        """Send ``data`` as compact JSON in a text (default) or binary frame."""
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        if mode == "text":
+            await self.send_text(text)
+        elif mode == "binary":
+            await self.send_bytes(text.encode("utf-8"))
+        else:
+            raise ValueError(f'send_json(mode=...) takes "text" or "binary", got {mode!r}.')
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.scope.get('path')!r} {self.application_state.name.lower()}>"
