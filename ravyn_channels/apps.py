@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
 
@@ -15,6 +17,9 @@ class RavynChannelsConfig(AppConfig):
         from .conf import get_settings
         from .servers import install_daphne_adapter
 
+        # A LOGGING dict with disable_existing_loggers=True (Django's logging runs before
+        # ready()) would silence handler tracebacks; they must always be reported.
+        logging.getLogger("ravyn_channels").disabled = False
         install_daphne_adapter()
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

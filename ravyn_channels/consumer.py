@@ -139,6 +139,7 @@ class RavynConsumer(AsyncWebsocketConsumer):
         self._closing = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._pumping = False
+        self._refused_early = False
 
     # -- ASGI entry point -----------------------------------------------------------------
 
@@ -237,7 +238,9 @@ class RavynConsumer(AsyncWebsocketConsumer):
             logger.warning("%s: %s Closing with %d.", route.qualname, exc, exc.code)
             await self._close(exc.code)
             return
-        except Exception:
+        except Exception as exc:
+            if self._refused_early and isinstance(exc, RuntimeError):
+                return  # receive before accept: already refused with one WARNING
             if ws.application_state is WebSocketState.CONNECTING:
                 logger.exception("Handler %s raised before accepting; handshake refused", route.qualname)
             else:
@@ -253,6 +256,7 @@ class RavynConsumer(AsyncWebsocketConsumer):
         await self._close(status.WS_1000_NORMAL_CLOSURE)
 
     async def _not_accepted(self, what: str) -> None:
+        self._refused_early = True
         logger.warning(
             "Handler %s called %s without accepting; handshake refused. "
             "Call 'await websocket.accept()' first.",

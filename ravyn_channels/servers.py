@@ -51,6 +51,7 @@ def install_daphne_adapter() -> bool:
     try:
         from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
         from autobahn.websocket.utf8validator import Utf8Validator  # noqa: F401 (present check)
+        from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:
         return False
@@ -88,6 +89,25 @@ def install_daphne_adapter() -> bool:
         self.failByDrop = False
         return original_connect(self, request)
 
+    def kill_all_applications(self: Any) -> Any:
+        # daphne's own version stops at the first connection that has no
+        # application (KeyError), so on SIGTERM no handler was ever cancelled.
+        import asyncio
+
+        from twisted.internet import defer
+
+        pending = []
+        for details in self.connections.values():
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                instance.cancel()
+                pending.append(instance)
+        logger.info("Closing %d websocket connection(s) for shutdown", len(pending))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
+        waiting.addErrback(lambda _: None)
+        return waiting
+
+    Server.kill_all_applications = kill_all_applications
     handle_reply.__wrapped__ = original_reply  # type: ignore[attr-defined]
     onConnect.__wrapped__ = original_connect  # type: ignore[attr-defined]
     WebSocketProtocol.handle_reply = handle_reply

@@ -1,0 +1,134 @@
+"""Real servers for end-to-end tests: daphne (or uvicorn) subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One server subprocess; its combined output is in ``log_path``."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], port: int, log_path: Path):
+        self.port = port
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not listen on {port} within 20 s:\n{self.log()}")
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in server log after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def server_env(settings: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    if settings:
+        env["DJANGO_SETTINGS_MODULE"] = settings
+    env.update(extra)
+    return env
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start ``daphne app`` (or ``server="uvicorn"``); every server is stopped at teardown."""
+    servers: list[Server] = []
+
+    def start(
+        app: str,
+        *,
+        cwd: Path = ROOT,
+        settings: str | None = None,
+        server: str = "daphne",
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> Server:
+        port = port or free_port()
+        bindir = Path(sys.executable).parent
+        if server == "daphne":
+            argv = [str(bindir / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+        elif server == "uvicorn":
+            argv = [str(bindir / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", app]
+        else:
+            argv = [sys.executable, *app.split()]
+        log_path = tmp_path / f"{server}-{port}.log"
+        s = Server(argv, cwd, server_env(settings, **(env or {})), port, log_path)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def ws_connect() -> Callable[..., Any]:
+    """``websockets``' client with short timeouts."""
+    from websockets.asyncio.client import connect
+
+    def _connect(url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("open_timeout", 5)
+        kwargs.setdefault("close_timeout", 5)
+        return connect(url, **kwargs)
+
+    return _connect

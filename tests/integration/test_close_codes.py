@@ -1,0 +1,133 @@
+"""DESIGN.md's close-code table against real servers: daphne (adapted) and uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .conftest import Server, StartServer
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.integration.apps.closecodes:app"
+
+
+@pytest.fixture(params=["daphne", "uvicorn"])
+def server(request: pytest.FixtureRequest, start_server: StartServer) -> Server:
+    return start_server(APP, server=request.param)
+
+
+async def closed_with(ws: Any) -> tuple[int, str]:
+    """Wait for the server's close frame; return (code, reason) as the client saw them."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code is not None
+    return ws.close_code, ws.close_reason
+
+
+async def test_echo_and_empty_messages(server: Server, ws_connect: Any) -> None:
+    async with ws_connect(f"{server.ws}/echo") as ws:
+        for message in ["hello", "", b"\x00\x01", b""]:
+            await ws.send(message)
+            assert await asyncio.wait_for(ws.recv(), 5) == message
+
+
+async def test_handler_raises_closes_1011_with_one_traceback(server: Server, ws_connect: Any) -> None:
+    async with ws_connect(f"{server.ws}/raise") as ws:
+        await ws.send("go")
+        code, _ = await closed_with(ws)
+    assert code == 1011
+    log = server.wait_for_log("handler bug on purpose")
+    assert "raise_handler raised; closing with 1011" in log
+    assert log.count("Traceback") == 1
+
+
+@pytest.mark.parametrize("path", ["/noaccept", "/receive-first"])
+async def test_never_accepting_is_refused_with_403(server: Server, ws_connect: Any, path: str) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(f"{server.ws}{path}"):
+            pass
+    assert info.value.response.status_code == 403
+    log = server.wait_for_log("handshake refused")
+    assert "Traceback" not in log
+
+
+async def test_unknown_path_is_refused_not_500(server: Server, ws_connect: Any) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(f"{server.ws}/missing/path"):
+            pass
+    assert info.value.response.status_code == 403
+    server.wait_for_log("no route matches")
+
+
+async def test_invalid_json_closes_1007(server: Server, ws_connect: Any) -> None:
+    async with ws_connect(f"{server.ws}/json") as ws:
+        await ws.send('{"ok": 1}')
+        assert await asyncio.wait_for(ws.recv(), 5) == '{"ok":1}'
+        await ws.send("{nope")
+        code, _ = await closed_with(ws)
+    assert code == 1007
+    assert "Traceback" not in server.wait_for_log("invalid JSON")
+
+
+@pytest.mark.parametrize(("path", "frame"), [("/text", b"bin"), ("/bytes", "text")])
+async def test_wrong_frame_type_closes_1003(server: Server, ws_connect: Any, path: str, frame: Any) -> None:
+    async with ws_connect(f"{server.ws}{path}") as ws:
+        await ws.send(frame)
+        code, _ = await closed_with(ws)
+    assert code == 1003
+
+
+async def test_route_size_limit_closes_1009(server: Server, ws_connect: Any) -> None:
+    async with ws_connect(f"{server.ws}/small") as ws:
+        await ws.send("x" * 1000)
+        assert len(await asyncio.wait_for(ws.recv(), 5)) == 1000
+        await ws.send("x" * 1001)
+        code, _ = await closed_with(ws)
+    assert code == 1009
+    server.wait_for_log("over the 1000-byte limit")
+
+
+async def test_frame_over_global_limit_closes_1009(server: Server, ws_connect: Any) -> None:
+    async with ws_connect(f"{server.ws}/echo", max_size=None) as ws:
+        await ws.send(b"x" * (1024 * 1024 + 1))
+        code, _ = await closed_with(ws)
+    assert code == 1009
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1008, 1011, 1013, 3000, 4999])
+async def test_handler_close_code_and_reason_reach_client(server: Server, ws_connect: Any, code: int) -> None:
+    async with ws_connect(f"{server.ws}/close/{code}") as ws:
+        got, reason = await closed_with(ws)
+    assert (got, reason) == (code, "closing on purpose")
+
+
+async def test_client_close_code_reaches_handler(server: Server, ws_connect: Any) -> None:
+    async with ws_connect(f"{server.ws}/wait") as ws:
+        assert await asyncio.wait_for(ws.recv(), 5) == "ready"
+        await ws.close(code=4321)
+    server.wait_for_log("wait_handler saw disconnect 4321")
+
+
+async def test_server_shutdown_closes_going_away(server: Server, ws_connect: Any) -> None:
+    """SIGTERM: daphne (adapted) closes with 1001; uvicorn closes with its own 1012 first."""
+    expected = 1001 if "daphne" in server.log_path.name else 1012
+    async with ws_connect(f"{server.ws}/wait") as ws:
+        assert await asyncio.wait_for(ws.recv(), 5) == "ready"
+        server.proc.send_signal(signal.SIGTERM)
+        code, _ = await closed_with(ws)
+    assert code == expected
+    server.wait_for_log(f"wait_handler saw disconnect {expected}")
+
+
+async def test_mirrored_codes_without_daphne_adapter(start_server: StartServer, ws_connect: Any) -> None:
+    server = start_server(APP, env={"PATCH_DAPHNE": "0"})
+    async with ws_connect(f"{server.ws}/json") as ws:
+        await ws.send("{nope")
+        code, _ = await closed_with(ws)
+    assert code == 4007
