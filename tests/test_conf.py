@@ -1,0 +1,30 @@
+import pytest
+from django.test import override_settings
+
+from ravyn_channels.checks import check_settings
+from ravyn_channels.conf import DEFAULTS, get_settings
+
+
+def test_defaults() -> None:
+    with override_settings(RAVYN_CHANNELS={}):
+        assert get_settings() == DEFAULTS
+        assert DEFAULTS.INBOX_SIZE == 256 and DEFAULTS.MAX_MESSAGE_SIZE == 1024 * 1024
+
+
+def test_override_settings_is_seen() -> None:
+    with override_settings(RAVYN_CHANNELS={"INBOX_SIZE": 3}):
+        assert get_settings().INBOX_SIZE == 3
+    assert get_settings().INBOX_SIZE == 256
+
+
+def test_non_dict_setting_is_explained() -> None:
+    with override_settings(RAVYN_CHANNELS=["INBOX_SIZE"]):
+        with pytest.raises(TypeError, match="settings.RAVYN_CHANNELS must be a dict, got list"):
+            get_settings()
+
+
+def test_unknown_key_warning() -> None:
+    with override_settings(RAVYN_CHANNELS={"INBOX_SIZ": 3}):
+        [warning] = check_settings()
+    assert warning.id == "ravyn_channels.W001"
+    assert "'INBOX_SIZ'" in warning.msg

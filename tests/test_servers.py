@@ -1,0 +1,34 @@
+import sys
+
+import pytest
+
+from ravyn_channels import servers, status
+
+
+def test_adapter_is_installed_with_daphne_importable() -> None:
+    pytest.importorskip("daphne")
+    assert servers.install_daphne_adapter() is True
+    from daphne.ws_protocol import WebSocketProtocol
+
+    assert hasattr(WebSocketProtocol.handle_reply, "__wrapped__")
+
+
+def test_codes_pass_through_when_adapted_or_not_daphne(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servers, "_installed", True)
+    assert servers.close_code(1011) == 1011
+    monkeypatch.setattr(servers, "_installed", False)
+    monkeypatch.delitem(sys.modules, "daphne.ws_protocol", raising=False)
+    assert servers.close_code(1009) == 1009
+
+
+def test_codes_are_mirrored_under_unadapted_daphne(monkeypatch: pytest.MonkeyPatch) -> None:
+    import daphne.ws_protocol  # noqa: F401
+
+    monkeypatch.setattr(servers, "_installed", False)
+    assert [servers.close_code(c) for c in (1000, 1001, 1009, 1011, 4001)] == [1000, 4001, 4009, 4011, 4001]
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 2000, 5000])
+def test_unsendable_codes_are_refused(code: int) -> None:
+    with pytest.raises(ValueError, match=f"{code} is not a close code a server may send"):
+        status.check_sendable(code)
