@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .manager import ConnectionManager
 from .routing import WebSocketRoute, websocket
 from .websocket import WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from .asgi import Ravyn
 
 __all__ = [
+    "ConnectionManager",
     "Ravyn",
     "WebSocket",
     "WebSocketDisconnect",

@@ -2,10 +2,11 @@
 
 One connection = one consumer instance = one handler task. The consumer
 reads the server's events itself: client frames go into a bounded inbox that
-``WebSocket.receive_*`` reads; channel-layer events (``ravyn.send``) go
-straight to the client. It owns every cleanup: the handler task, the groups it
-joined, the channel-layer reader, and Django's database connections (closed at
-connect and disconnect, not per frame as ``AsyncConsumer.dispatch`` does).
+``WebSocket.receive_*`` reads, while broadcasts from a ``ConnectionManager``
+are written straight to the client. It owns every cleanup: the handler task,
+the rooms the connection joined (whatever the handler did), and Django's
+database connections (closed at connect and disconnect, not per frame as
+``AsyncConsumer.dispatch`` does).
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from channels.security.websocket import OriginValidator
 from django.conf import settings as django_settings
 
@@ -36,9 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["NotFoundConsumer", "RavynConsumer", "build_consumer"]
 
 logger = logging.getLogger("ravyn_channels")
-
-#: Event type a channel layer uses to send a frame to a connection's client.
-SEND_EVENT = "ravyn.send"
 
 
 class Inbox:
@@ -132,9 +127,7 @@ class RavynConsumer(AsyncWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.channel_layer: Any = None
-        self.channel_name: str | None = None
-        self._layer_task: asyncio.Task[None] | None = None
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._close_timer: asyncio.TimerHandle | None = None
@@ -158,7 +151,7 @@ class RavynConsumer(AsyncWebsocketConsumer):
         self.websocket = ws = WebSocket(scope, self.inbox.get, self._send)
         ws.handler_name = route.qualname
         ws._on_not_accepted = self._not_accepted
-        ws.consumer = self  # type: ignore[attr-defined]
+        ws.consumer = self
 
         refusal = origin_refusal(scope, allowed_origins(route.origins))
         if refusal is not None:
@@ -329,90 +322,20 @@ class RavynConsumer(AsyncWebsocketConsumer):
                 )
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await self._leave_groups()
-        if self._layer_task is not None:
-            self._layer_task.cancel()
-            await asyncio.gather(self._layer_task, return_exceptions=True)
+        await self._run_cleanups()
         await aclose_old_connections()
 
-    # -- channel layer -------------------------------------------------------------------
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` once when the connection ends, however it ends (used by managers)."""
+        self._cleanups.append(callback)
 
-    async def ensure_channel(self) -> str:
-        """This connection's channel name, created (with its reader) on first use."""
-        if self.channel_name is None:
-            alias = get_settings().CHANNEL_LAYER
-            layer = get_channel_layer(alias)
-            if layer is None:
-                raise RuntimeError(
-                    f"No channel layer {alias!r} is configured. Set CHANNEL_LAYERS in your settings, "
-                    "e.g. {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}}."
-                )
-            self.channel_layer = layer
-            self.channel_name = await layer.new_channel()
-            self._layer_task = asyncio.get_running_loop().create_task(self._read_layer())
-        return self.channel_name
-
-    async def group_add(self, group: str) -> None:
-        """Join a Channels group; it is left when the connection ends, whatever the handler does."""
-        channel = await self.ensure_channel()
-        await self.channel_layer.group_add(group, channel)
-        if group not in self.groups:
-            self.groups.append(group)
-
-    async def group_discard(self, group: str) -> None:
-        """Leave a Channels group now."""
-        if self.channel_name is not None and group in self.groups:
-            self.groups.remove(group)
-            await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def _leave_groups(self) -> None:
-        for group in list(self.groups):
+    async def _run_cleanups(self) -> None:
+        while self._cleanups:
+            callback = self._cleanups.pop()
             try:
-                await self.group_discard(group)
+                await callback()
             except Exception:
-                logger.exception("Could not leave group %r for %s", group, self.route.qualname)
-
-    async def _read_layer(self) -> None:
-        layer = self.channel_layer
-        channel = self.channel_name
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.error("Channel layer receive failed for %s: %r; retrying in 1s", channel, exc)
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                await self.layer_event(message)
-            except StopConsumer:
-                return
-            except Exception:
-                logger.exception("Handling layer event %r failed for %s", message.get("type"), channel)
-
-    async def layer_event(self, message: dict[str, Any]) -> None:
-        """Handle a channel-layer event: ``ravyn.send`` goes to the client, others to a method."""
-        kind = message.get("type", "")
-        if kind == SEND_EVENT:
-            await self.ravyn_send(message)
-            return
-        name = get_handler_name(message)
-        handler = getattr(self, name, None) if not name.startswith("websocket_") else None
-        if handler is None:
-            logger.warning("%s got layer event %r with no handler; ignored.", self.route.qualname, kind)
-            return
-        await handler(message)
-
-    async def ravyn_send(self, message: dict[str, Any]) -> None:
-        """Write a ``ravyn.send`` event (``text`` or ``bytes``) to the client, if still open."""
-        ws = self.websocket
-        if ws.application_state is not WebSocketState.CONNECTED or ws.close_code is not None:
-            return
-        if message.get("bytes") is not None:
-            await self.base_send({"type": "websocket.send", "bytes": message["bytes"]})
-        else:
-            await self.base_send({"type": "websocket.send", "text": message["text"]})
+                logger.exception("Cleanup after %s failed", self.route.qualname)
 
 
 def build_consumer(route: WebSocketRoute[Any]) -> type[RavynConsumer]:

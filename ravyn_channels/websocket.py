@@ -164,6 +164,10 @@ class WebSocket:
         self.close_reason: str = ""
         #: Free per-connection storage, like Starlette's ``websocket.state``.
         self.state = SimpleNamespace()
+        #: The Channels consumer serving this socket (``None`` outside generated consumers).
+        self.consumer: Any = None
+        #: Cluster-wide id, set when a ``ConnectionManager`` connects this socket.
+        self.connection_id: str | None = None
         #: Set by the generated consumer; names the handler in log lines.
         self.handler_name = "<websocket handler>"
         #: Called with the reason when the handler reads before accepting.

@@ -1,0 +1,209 @@
+"""ConnectionManager with the in-memory layer (one process), through the test client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from ravyn_channels import ConnectionManager, WebSocket, WebSocketDisconnect, websocket
+from ravyn_channels.manager import BroadcastMixin, broadcast_event, group_name
+from ravyn_channels.testing import connect
+
+pytestmark = pytest.mark.django_db
+
+manager = ConnectionManager("tests.chat")
+
+
+@websocket("/chat/{room}")
+async def chat(websocket: WebSocket, room: str) -> None:
+    await manager.connect(websocket, group=room)
+    try:
+        while True:
+            data = await websocket.receive_text()
+            if data.startswith("all:"):
+                await manager.broadcast(data[4:])
+            elif data.startswith("others:"):
+                await manager.broadcast(data[7:], group=room, exclude=websocket)
+            elif data.startswith("json:"):
+                await manager.broadcast({"room": room, "text": data[5:]}, group=room)
+            elif data.startswith("bytes:"):
+                await manager.broadcast(data[6:].encode(), group=room)
+            elif data.startswith("me:"):
+                await manager.send_personal_message(data[3:], websocket)
+            elif data == "id":
+                await manager.send_personal_message(websocket.connection_id or "", websocket)
+            else:
+                await manager.broadcast(f"{room}: {data}", group=room)
+    except WebSocketDisconnect:
+        manager.disconnect(websocket)
+
+
+async def test_room_broadcast_reaches_members_only() -> None:
+    async with connect(chat, "/chat/a") as a1, connect(chat, "/chat/a") as a2, connect(chat, "/chat/b") as b1:
+        await a1.send_text("hello")
+        assert await a1.receive_text() == "a: hello"
+        assert await a2.receive_text() == "a: hello"
+        assert await b1.receive_nothing(0.1)
+
+
+async def test_broadcast_without_group_reaches_everyone() -> None:
+    async with connect(chat, "/chat/a") as a1, connect(chat, "/chat/b") as b1:
+        await a1.send_text("all:hey")
+        assert await a1.receive_text() == "hey"
+        assert await b1.receive_text() == "hey"
+
+
+async def test_exclude_sender() -> None:
+    async with connect(chat, "/chat/x") as x1, connect(chat, "/chat/x") as x2:
+        await x1.send_text("others:psst")
+        assert await x2.receive_text() == "psst"
+        assert await x1.receive_nothing(0.1)
+
+
+async def test_json_and_bytes_frames() -> None:
+    async with connect(chat, "/chat/j") as j1:
+        await j1.send_text("json:hi")
+        assert await j1.receive_json() == {"room": "j", "text": "hi"}
+        await j1.send_text("bytes:raw")
+        assert await j1.receive_bytes() == b"raw"
+
+
+async def test_personal_message_by_socket_and_by_id() -> None:
+    async with connect(chat, "/chat/p") as p1, connect(chat, "/chat/p") as p2:
+        await p1.send_text("me:only me")
+        assert await p1.receive_text() == "only me"
+        await p2.send_text("id")
+        p2_id = await p2.receive_text()
+        assert "#" in p2_id
+        await manager.send_personal_message("by id", p2_id)
+        assert await p2.receive_text() == "by id"
+        assert await p1.receive_nothing(0.1)
+
+
+async def test_active_connections_follow_joins_and_leaves() -> None:
+    async with connect(chat, "/chat/c") as c1:
+        await c1.send_text("me:sync")  # the handler is connected once this round trip is done
+        await c1.receive_text()
+        assert len(manager.active_connections) == 1
+    await asyncio.sleep(0.05)
+    assert manager.active_connections == []
+
+
+async def test_connection_leaves_rooms_even_when_handler_forgets() -> None:
+    forgetful = ConnectionManager("tests.forgetful")
+
+    @websocket("/forget")
+    async def forget(websocket: WebSocket) -> None:
+        await forgetful.connect(websocket, group="room")
+        await websocket.receive_text()  # raises WebSocketDisconnect; no disconnect() call
+
+    async with connect(forget, "/forget") as ws:
+        await ws.send_text("x")
+    await asyncio.sleep(0.05)
+    assert forgetful.active_connections == []
+
+
+async def test_connection_leaves_rooms_when_handler_raises() -> None:
+    crashing = ConnectionManager("tests.crashing")
+
+    @websocket("/crash")
+    async def crash(websocket: WebSocket) -> None:
+        await crashing.connect(websocket, group="room")
+        await websocket.receive_text()
+        raise RuntimeError("bug")
+
+    async with connect(crash, "/crash") as ws:
+        await ws.send_text("x")
+        assert await ws.wait_closed() == 1011
+    await asyncio.sleep(0.05)
+    assert crashing.active_connections == []
+
+
+async def test_disconnect_can_be_awaited_and_from_one_room() -> None:
+    m = ConnectionManager("tests.await")
+    done = asyncio.Event()
+
+    @websocket("/aw/{room}")
+    async def aw(websocket: WebSocket, room: str) -> None:
+        await m.connect(websocket, group=room)
+        await websocket.receive_text()
+        await m.disconnect(websocket, group=room)
+        done.set()
+        await websocket.receive_text()
+
+    async with connect(aw, "/aw/r1") as ws:
+        await ws.send_text("leave")
+        await done.wait()
+        assert m.active_connections != []
+        await m.broadcast("to r1", group="r1")
+        assert await ws.receive_nothing(0.1)
+        await m.broadcast("to all")
+        assert await ws.receive_text() == "to all"
+
+
+async def test_broadcast_sync_from_thread() -> None:
+    async with connect(chat, "/chat/s") as s1:
+        await s1.send_text("me:ready")
+        await s1.receive_text()
+        await asyncio.to_thread(manager.broadcast_sync, "from a view", "s")
+        assert await s1.receive_text() == "from a view"
+
+
+class PlainConsumer(BroadcastMixin, AsyncWebsocketConsumer):
+    groups = [group_name("lobby")]
+
+    async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+        await self.channel_layer.group_send(group_name("lobby"), broadcast_event(f"plain: {text_data}", room="lobby"))
+
+
+async def test_plain_consumer_and_manager_share_a_room() -> None:
+    plain = WebsocketCommunicator(PlainConsumer.as_asgi(), "/plain")
+    assert (await plain.connect())[0]
+    async with connect(chat, "/chat/lobby") as ours:
+        await ours.send_text("from ours")
+        assert await ours.receive_text() == "lobby: from ours"
+        assert await plain.receive_from() == "lobby: from ours"
+        await plain.send_to(text_data="hi")
+        assert await ours.receive_text() == "plain: hi"
+        assert await plain.receive_from() == "plain: hi"
+    await plain.disconnect()
+
+
+@pytest.mark.parametrize(
+    "room",
+    ["lobby", "Ünïcode room", "with spaces", "x" * 300, "", "ravyn.lobby", "a/b", "😀"],
+)
+def test_group_name_is_valid_and_deterministic(room: str) -> None:
+    layer = get_channel_layer()
+    name = group_name(room)
+    assert layer.valid_group_name(name)
+    assert group_name(room) == name
+
+
+def test_group_names_do_not_collide() -> None:
+    rooms = ["lobby", "Lobby", "lobby ", "ravyn.lobby", "x" * 300, "x" * 301, "é", "e", "", "😀", "😁"]
+    assert len({group_name(r) for r in rooms}) == len(rooms)
+
+
+def test_valid_channels_names_are_kept_for_interop() -> None:
+    assert group_name("chat_lobby-1.x") == "chat_lobby-1.x"
+
+
+def test_group_name_rejects_non_str() -> None:
+    with pytest.raises(TypeError, match="Room names are str, got int"):
+        group_name(3)  # type: ignore[arg-type]
+
+
+def test_default_manager_name_is_module() -> None:
+    assert ConnectionManager().name == __name__
+    assert ConnectionManager().name == f"{__name__}:1"
+
+
+async def test_unserialisable_broadcast_is_explained() -> None:
+    with pytest.raises(TypeError, match="Cannot broadcast object"):
+        await manager.broadcast(object())
