@@ -1,0 +1,236 @@
+"""The seed's second program: its own list manager, then ours across two daphne processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import StartServer
+
+pytestmark = pytest.mark.integration
+
+SEED_BROADCAST = '''\
+from typing import List
+from ravyn_channels import Ravyn, websocket, WebSocket, WebSocketDisconnect
+
+class ConnectionManager:
+    def __init__(self):
+        self.active_connections: List[WebSocket] = []
+
+    async def connect(self, websocket: WebSocket):
+        await websocket.accept()
+        self.active_connections.append(websocket)
+
+    def disconnect(self, websocket: WebSocket):
+        self.active_connections.remove(websocket)
+
+    async def broadcast(self, message: str):
+        for connection in self.active_connections:
+            await connection.send_text(message)
+
+manager = ConnectionManager()
+
+@websocket("/chat")
+async def chat_room(websocket: WebSocket) -> None:
+    await manager.connect(websocket)
+    try:
+        while True:
+            data = await websocket.receive_text()
+            await manager.broadcast(f"Broadcast: {data}")
+    except WebSocketDisconnect:
+        manager.disconnect(websocket)
+
+app = Ravyn(routes=[chat_room])
+'''
+
+# The same program with the seed's class deleted and ours imported: nothing else changes.
+OURS = SEED_BROADCAST.replace(
+    "from ravyn_channels import Ravyn, websocket, WebSocket, WebSocketDisconnect",
+    "from ravyn_channels import ConnectionManager, Ravyn, websocket, WebSocket, WebSocketDisconnect",
+)
+OURS = OURS[: OURS.index("class ConnectionManager")] + OURS[OURS.index("manager = ConnectionManager()") :]
+
+REDIS_SETTINGS = '''\
+from ravyn_channels.layers import redis_channel_layer
+SECRET_KEY = "x"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "channels", "ravyn_channels"]
+DATABASES = {}
+ROOT_URLCONF = "ravyn_channels.standalone"
+CHANNEL_LAYERS = {"default": redis_channel_layer(%(url)r, pubsub=%(pubsub)r, prefix=%(prefix)r)}
+RAVYN_CHANNELS = {"AUTODISCOVER": []}
+'''
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def recv(ws: Any) -> str:
+    return str(await asyncio.wait_for(ws.recv(), 5))
+
+
+async def test_seed_list_manager_runs_unchanged(tmp_path: Path, start_server: StartServer, ws_connect: Any) -> None:
+    (tmp_path / "room.py").write_text(SEED_BROADCAST)
+    server = start_server("room:app", cwd=tmp_path)
+    url = f"{server.ws}/chat"
+    async with ws_connect(url) as c1, ws_connect(url) as c2:
+        async with ws_connect(url) as c3:
+            await asyncio.sleep(0.1)
+            await c2.send("x")
+            assert [await recv(c) for c in (c1, c2, c3)] == ["Broadcast: x"] * 3
+        await asyncio.sleep(0.2)  # c3 left and was removed
+        await c1.send("y")
+        assert [await recv(c) for c in (c1, c2)] == ["Broadcast: y"] * 2
+
+
+async def test_our_manager_in_one_process_in_memory(tmp_path: Path, start_server: StartServer, ws_connect: Any) -> None:
+    assert "class ConnectionManager" not in OURS and "manager.disconnect(websocket)" in OURS
+    (tmp_path / "room.py").write_text(OURS)
+    server = start_server("room:app", cwd=tmp_path)
+    url = f"{server.ws}/chat"
+    async with ws_connect(url) as c1, ws_connect(url) as c2, ws_connect(url) as c3:
+        await asyncio.sleep(0.1)
+        await c3.send("x")
+        assert [await recv(c) for c in (c1, c2, c3)] == ["Broadcast: x"] * 3
+
+
+@pytest.fixture
+def redis_ready() -> None:
+    """Redis must answer; under CI=true its absence is a failure, elsewhere a skip."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required at {REDIS_URL} under CI: {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+
+
+def two_processes(tmp_path: Path, start_server: StartServer, source: str, pubsub: bool = False) -> tuple[Any, Any]:
+    prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "room.py").write_text(source)
+    (tmp_path / "redis_settings.py").write_text(REDIS_SETTINGS % {"url": REDIS_URL, "pubsub": pubsub, "prefix": prefix})
+    a = start_server("room:app", cwd=tmp_path, settings="redis_settings")
+    b = start_server("room:app", cwd=tmp_path, settings="redis_settings")
+    return a, b
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("pubsub", [False, True], ids=["RedisChannelLayer", "RedisPubSubChannelLayer"])
+async def test_our_manager_across_two_processes(
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, pubsub: bool
+) -> None:
+    a, b = two_processes(tmp_path, start_server, OURS, pubsub)
+    async with ws_connect(f"{a.ws}/chat") as a1, ws_connect(f"{a.ws}/chat") as a2, ws_connect(f"{b.ws}/chat") as b1:
+        async with ws_connect(f"{b.ws}/chat") as b2:
+            await asyncio.sleep(0.3)
+            await a1.send("from A")
+            assert [await recv(c) for c in (a1, a2, b1, b2)] == ["Broadcast: from A"] * 4
+            await b2.send("from B")
+            assert [await recv(c) for c in (a1, a2, b1, b2)] == ["Broadcast: from B"] * 4
+        await asyncio.sleep(0.3)
+        await a2.send("after b2 left")
+        assert [await recv(c) for c in (a1, a2, b1)] == ["Broadcast: after b2 left"] * 3
+
+
+ROOMS = "tests.integration.apps.rooms:app"
+
+
+def rooms_pair(tmp_path: Path, start_server: StartServer, pubsub: bool = False) -> tuple[Any, Any, str]:
+    prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "redis_settings.py").write_text(REDIS_SETTINGS % {"url": REDIS_URL, "pubsub": pubsub, "prefix": prefix})
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parents[2]}"}
+    a = start_server(ROOMS, settings="redis_settings", env=env)
+    b = start_server(ROOMS, settings="redis_settings", env=env)
+    return a, b, prefix
+
+
+@pytest.mark.redis
+async def test_rooms_exclude_and_personal_across_processes(
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any
+) -> None:
+    a, b, _ = rooms_pair(tmp_path, start_server)
+    async with ws_connect(f"{a.ws}/room/red") as a_red, ws_connect(f"{b.ws}/room/red") as b_red, ws_connect(
+        f"{b.ws}/room/blue"
+    ) as b_blue:
+        await asyncio.sleep(0.3)
+        # Per-room broadcast: blue hears nothing.
+        await a_red.send("say:hi")
+        assert await recv(a_red) == "red: hi" and await recv(b_red) == "red: hi"
+        # Exclude the sender, across processes.
+        await b_red.send("others:psst")
+        assert await recv(a_red) == "red: psst"
+        # Everyone connected through the manager, both processes.
+        await a_red.send("all:everyone")
+        assert [await recv(c) for c in (a_red, b_red, b_blue)] == ["everyone"] * 3
+        # Personal message from process A to a socket of process B, by connection id.
+        await b_blue.send("id")
+        blue_id = await recv(b_blue)
+        await a_red.send(f"to:{blue_id} just you")
+        assert await recv(b_blue) == "just you"
+        # Nothing else arrived anywhere (blue never heard red; the sender never heard its own 'others').
+        for ws in (a_red, b_red, b_blue):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.3)
+
+
+@pytest.mark.redis
+async def test_sync_broadcast_from_another_process(
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import server_env
+
+    a, b, _ = rooms_pair(tmp_path, start_server)
+    async with ws_connect(f"{a.ws}/room/news") as on_a, ws_connect(f"{b.ws}/room/news") as on_b:
+        await asyncio.sleep(0.3)
+        script = (
+            "import django; django.setup()\n"
+            "from ravyn_channels import ConnectionManager\n"
+            "ConnectionManager('tests.rooms').broadcast_sync('from a worker', 'news')\n"
+        )
+        env = server_env("redis_settings")
+        env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
+        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], env=env, check=True, timeout=30)
+        assert await recv(on_a) == "from a worker"
+        assert await recv(on_b) == "from a worker"
+
+
+def redis_group_members(prefix: str) -> dict[str, int]:
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    return {key.decode(): int(r.zcard(key)) for key in r.scan_iter(f"{prefix}:group:*")}
+
+
+@pytest.mark.redis
+async def test_no_group_residue_after_many_cycles_and_crashes(
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any
+) -> None:
+    a, b, prefix = rooms_pair(tmp_path, start_server)
+    async with ws_connect(f"{b.ws}/room/stay") as stayer:
+        for i in range(1000):
+            server = a if i % 2 else b
+            async with ws_connect(f"{server.ws}/room/r{i % 7}") as ws:
+                if i % 10 == 0:
+                    await ws.send("crash:")  # the handler raises: 1011, no disconnect() call
+                    await asyncio.wait_for(ws.wait_closed(), 5)
+                    assert ws.close_code == 1011
+        await asyncio.sleep(0.5)
+        members = redis_group_members(prefix)
+        # Only the room that still has a member is left, holding process B's channel alone.
+        assert {k.rsplit(":", 1)[1]: v for k, v in members.items()} == {
+            "stay": 1,
+            "ravyn.all." + __import__("hashlib").blake2b(b"manager:tests.rooms", digest_size=16).hexdigest(): 1,
+        }
+        await stayer.send("say:still here")
+        assert await recv(stayer) == "stay: still here"
+    await asyncio.sleep(0.5)
+    assert redis_group_members(prefix) == {}
