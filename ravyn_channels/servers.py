@@ -4,8 +4,11 @@ daphne sends close frames through autobahn's ``sendClose``, which accepts only
 1000 and 3000-4999: any RFC code (1001, 1003, 1007-1014) makes it raise and
 the connection hangs. It also drops empty messages, ignores the close reason,
 and fails oversized frames by dropping the TCP connection instead of closing
-with 1009. ``install_daphne_adapter()`` fixes those four points, and only
-those, by wrapping two methods of daphne's ``WebSocketProtocol``.
+with 1009 (at a fixed 1 MiB), and its SIGTERM handler stops at the first
+connection without an application, so no handler hears of shutdown.
+``install_daphne_adapter()`` fixes those points, and only those, by wrapping
+``WebSocketProtocol.handle_reply`` and ``onConnect`` and replacing
+``Server.kill_all_applications``; ``MAX_MESSAGE_SIZE`` becomes daphne's limit.
 
 When the adapter is switched off (``RAVYN_CHANNELS["PATCH_DAPHNE"] = False``)
 under daphne, ``close_code()`` mirrors RFC codes into the private range:
@@ -87,6 +90,9 @@ def install_daphne_adapter() -> bool:
         # Fail oversized or invalid frames with a close frame (1009, 1002, 1007)
         # instead of dropping the TCP connection.
         self.failByDrop = False
+        # daphne's limit is a fixed 1 MiB; MAX_MESSAGE_SIZE is the server-wide ceiling.
+        limit = get_settings().MAX_MESSAGE_SIZE
+        self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
         return original_connect(self, request)
 
     def kill_all_applications(self: Any) -> Any:
