@@ -234,3 +234,20 @@ async def test_no_group_residue_after_many_cycles_and_crashes(
         assert await recv(stayer) == "stay: still here"
     await asyncio.sleep(0.5)
     assert redis_group_members(prefix) == {}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("pubsub", [False, True], ids=["RedisChannelLayer", "RedisPubSubChannelLayer"])
+async def test_idle_connection_survives_a_minute_on_redis(
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, pubsub: bool
+) -> None:
+    """redis-py 8's 5 s socket timeout equals the layer's blocking pop: without the fix in
+    redis_channel_layer(), the layer reader fails every ~5 s while nobody talks."""
+    a, b, _ = rooms_pair(tmp_path, start_server, pubsub)
+    async with ws_connect(f"{a.ws}/room/quiet") as on_a, ws_connect(f"{b.ws}/room/quiet") as on_b:
+        await asyncio.sleep(62)
+        await on_b.send("say:still there?")
+        assert await recv(on_a) == "quiet: still there?"
+        assert await recv(on_b) == "quiet: still there?"
+    for server in (a, b):
+        assert "Channel layer receive failed" not in server.log()
