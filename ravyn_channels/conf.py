@@ -41,6 +41,13 @@ class Settings:
     CLOSE_TIMEOUT: float = 5.0
     #: Channel layer alias used by generated consumers and managers.
     CHANNEL_LAYER: str = "default"
+    #: Unsent bytes a client may have queued on daphne before it is dropped as not
+    #: reading (checked before each send, so one large message always goes out);
+    #: ``None`` disables the check.
+    SEND_BUFFER_LIMIT: int | None = 1024 * 1024
+    #: Client messages daphne queues for the application before it stops reading
+    #: the socket (TCP backpressure).
+    RECEIVE_QUEUE_LIMIT: int = 64
     #: Let daphne send every RFC close code (1001, 1003, 1007-1014) and 1009 on
     #: oversized frames; when ``False``, those codes are mirrored to 4000 + (code - 1000).
     PATCH_DAPHNE: bool = True

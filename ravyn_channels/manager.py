@@ -34,6 +34,9 @@ __all__ = ["BroadcastMixin", "ConnectionManager", "broadcast_event", "group_name
 
 logger = logging.getLogger("ravyn_channels")
 
+#: Seconds between retries of room joins that failed while the layer was down.
+MAINTENANCE_INTERVAL = 2.0
+
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
 
@@ -108,11 +111,14 @@ class _Hub:
         self.by_id: weakref.WeakValueDictionary[str, WebSocket] = weakref.WeakValueDictionary()
         self.ids = itertools.count(1)
         self.reader: asyncio.Task[None] | None = None
+        self.maintainer: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel()
-        self.reader = asyncio.get_running_loop().create_task(self._read())
+        loop = asyncio.get_running_loop()
+        self.reader = loop.create_task(self._read())
+        self.maintainer = loop.create_task(self._maintain())
         self.started.set()
 
     def new_id(self, ws: WebSocket) -> str:
@@ -133,18 +139,32 @@ class _Hub:
         await self._reconcile(group)
 
     async def _reconcile(self, group: str) -> None:
-        """Make the layer's membership of this process channel match the local members."""
+        """Make the layer's membership of this process channel match the local members.
+
+        A layer failure (Redis down) is logged, not raised: local members keep
+        working, and the maintenance loop retries until the layer is back.
+        """
         lock = self.locks.setdefault(group, asyncio.Lock())
         async with lock:
             want = group in self.members
-            if want and group not in self.joined:
-                await self.layer.group_add(group, self.channel)
-                self.joined.add(group)
-            elif not want and group in self.joined:
-                self.joined.discard(group)
-                await self.layer.group_discard(group, self.channel)
+            try:
+                if want and group not in self.joined:
+                    await self.layer.group_add(group, self.channel)
+                    self.joined.add(group)
+                elif not want and group in self.joined:
+                    self.joined.discard(group)
+                    await self.layer.group_discard(group, self.channel)
+            except Exception as exc:
+                logger.error("Channel layer unavailable for room group %r (%r); will retry", group, exc)
         if not lock.locked() and group not in self.members:
             self.locks.pop(group, None)
+
+    async def _maintain(self) -> None:
+        """Retry joins that failed while the layer was down."""
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            for group in [g for g in self.members if g not in self.joined]:
+                await self._reconcile(group)
 
     async def deliver(self, group: str, frame: dict[str, Any], exclude: Iterable[WebSocket] = ()) -> int:
         """Send a frame to this process's members of ``group``; returns how many got it."""
@@ -175,23 +195,15 @@ class _Hub:
                 logger.error("Channel layer receive failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                await self._rejoin()
+                # The layer may have lost this process's memberships (Redis restarted):
+                # the maintenance loop joins every room with members again.
+                self.joined.clear()
                 continue
             delay = 0.5
             try:
                 await self._dispatch(event)
             except Exception:
                 logger.exception("Could not deliver layer event %r", event.get("type"))
-
-    async def _rejoin(self) -> None:
-        """After a layer failure (e.g. Redis restarted), put this process back in its rooms."""
-        for group in list(self.members):
-            try:
-                await self.layer.group_add(group, self.channel)
-                self.joined.add(group)
-            except Exception as exc:
-                logger.error("Could not rejoin room group %r: %r", group, exc)
-                return
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -343,14 +355,21 @@ class ConnectionManager:
         """Send ``message`` to every member of ``group`` (default: all) on every process.
 
         ``str`` goes as a text frame, ``bytes`` as binary, dict/list as JSON text.
-        ``exclude`` skips one socket or several (typically the sender).
+        ``exclude`` skips one socket or several (typically the sender). If the
+        channel layer fails (Redis down), this process's members still get it and
+        one ERROR is logged; the call does not raise.
         """
         frame = _frame(message)
         name = self.group_name(group)
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
         await hub.deliver(name, frame, skip)
-        await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
+        try:
+            await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
+        except Exception as exc:
+            logger.error(
+                "Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc
+            )
 
     async def send_personal_message(self, message: Any, websocket: WebSocket | str) -> None:
         """Send ``message`` to one socket: a ``WebSocket``, or a ``connection_id`` on any process."""

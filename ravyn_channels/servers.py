@@ -1,25 +1,36 @@
 """What ravyn_channels adjusts in the server it runs under.
 
-daphne sends close frames through autobahn's ``sendClose``, which accepts only
-1000 and 3000-4999: any RFC code (1001, 1003, 1007-1014) makes it raise and
-the connection hangs. It also drops empty messages, ignores the close reason,
-and fails oversized frames by dropping the TCP connection instead of closing
-with 1009 (at a fixed 1 MiB), and its SIGTERM handler stops at the first
-connection without an application, so no handler hears of shutdown.
-``install_daphne_adapter()`` fixes those points, and only those, by wrapping
-``WebSocketProtocol.handle_reply`` and ``onConnect`` and replacing
-``Server.kill_all_applications``; ``MAX_MESSAGE_SIZE`` becomes daphne's limit.
+daphne (4.2) falls short of DESIGN.md's close-code table and of bounded memory
+in a few precise places, each fixed here by wrapping one daphne method:
 
-When the adapter is switched off (``RAVYN_CHANNELS["PATCH_DAPHNE"] = False``)
-under daphne, ``close_code()`` mirrors RFC codes into the private range:
+- ``WebSocketProtocol.handle_reply``: autobahn's ``sendClose`` accepts only 1000
+  and 3000-4999 (any RFC code such as 1001, 1003, 1007-1014 makes it raise and
+  the connection hangs) and daphne drops the close reason and empty messages.
+  Closes now go through ``sendCloseFrame`` with code and reason; empty
+  messages are sent. A client whose unsent data exceeds ``SEND_BUFFER_LIMIT``
+  (it stopped reading) is dropped instead of buffering without limit.
+- ``WebSocketProtocol.onConnect``: oversized or invalid frames get a close frame
+  (1009, 1002, 1007) instead of a TCP reset (``failByDrop = False``), and
+  ``MAX_MESSAGE_SIZE`` replaces daphne's fixed 1 MiB limit.
+- ``Server.create_application``: the application's input queue pauses reading
+  from the socket while ``RECEIVE_QUEUE_LIMIT`` messages wait, so a flooding
+  client meets TCP backpressure instead of growing the server's memory.
+- ``Server.kill_all_applications``: daphne's version stops at the first
+  connection with no application (``KeyError``), so on SIGTERM no handler was
+  cancelled; ours cancels them all, and each closes its client with 1001.
+
+With ``RAVYN_CHANNELS["PATCH_DAPHNE"] = False`` nothing is changed and, under
+daphne, ``close_code()`` mirrors RFC codes into the private range:
 1001 -> 4001, 1009 -> 4009, 1011 -> 4011 (``4000 + code - 1000``).
 uvicorn and other servers send every code as given.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from functools import partial
 from typing import Any
 
 from . import status
@@ -44,8 +55,67 @@ def close_code(code: int) -> int:
     return 4000 + (code - 1000)
 
 
+class FlowControlQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """An application input queue that pauses the socket while ``high`` messages wait."""
+
+    def __init__(self, transport: Any, high: int):
+        super().__init__()
+        self._transport = transport
+        self._high = high
+        self._low = max(high // 4, 1)
+        self.paused = False
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        if not self.paused and self.qsize() >= self._high:
+            self.paused = True
+            self._transport.pauseProducing()
+
+    def get_nowait(self) -> Any:
+        item = super().get_nowait()
+        if self.paused and self.qsize() <= self._low:
+            self.paused = False
+            self._transport.resumeProducing()
+        return item
+
+
+def _unsent_bytes(transport: Any) -> int:
+    """Bytes a Twisted TCP transport has accepted but not yet written to the socket."""
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
+    except AttributeError:  # not a Twisted FileDescriptor transport
+        return 0
+
+
+def _send(protocol: Any, message: dict[str, Any]) -> None:
+    data_bytes = message.get("bytes")
+    data_text = message.get("text")
+    if data_bytes is not None and data_text is not None:
+        raise ValueError(
+            f"Got invalid WebSocket reply message {message!r}: it has both 'bytes' and 'text'; send one of them."
+        )
+    limit = get_settings().SEND_BUFFER_LIMIT
+    if limit is not None:
+        unsent = _unsent_bytes(protocol.transport)
+        if unsent > limit:
+            logger.warning(
+                "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
+                "it is not reading.",
+                protocol.client_addr,
+                protocol.path.decode("ascii", "replace"),
+                unsent,
+                limit,
+            )
+            protocol.transport.abortConnection()
+            return
+    if data_bytes is not None:
+        protocol.sendMessage(bytes(data_bytes), True)
+    elif data_text is not None:
+        protocol.sendMessage(data_text.encode("utf-8"), False)
+
+
 def install_daphne_adapter() -> bool:
-    """Adapt daphne's ``WebSocketProtocol`` (idempotent). Returns whether it is installed."""
+    """Adapt daphne (idempotent). Returns whether the adapter is installed."""
     global _installed
     if _installed:
         return True
@@ -53,55 +123,53 @@ def install_daphne_adapter() -> bool:
         return False
     try:
         from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
-        from autobahn.websocket.utf8validator import Utf8Validator  # noqa: F401 (present check)
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
+        from twisted.internet import defer
     except ImportError:
         return False
 
     original_reply = WebSocketProtocol.handle_reply
     original_connect = WebSocketProtocol.onConnect
+    original_create = Server.create_application
 
     def handle_reply(self: Any, message: dict[str, Any]) -> None:
-        kind = message.get("type")
         if self.state == AutobahnProtocol.STATE_OPEN:
-            if kind == "websocket.close":
-                code = message.get("code") or status.WS_1000_NORMAL_CLOSURE
-                reason = message.get("reason") or None
-                payload = reason.encode("utf-8")[:123] if reason else None
-                self.sendCloseFrame(code=code, reasonUtf8=payload, isReply=False)
-                return
+            kind = message.get("type")
             if kind == "websocket.send":
-                data_bytes = message.get("bytes")
-                data_text = message.get("text")
-                if data_bytes is not None and data_text is not None:
-                    raise ValueError(
-                        f"Got invalid WebSocket reply message {message!r}: it has both "
-                        "'bytes' and 'text'; send one of them."
-                    )
-                if data_bytes is not None:
-                    self.sendMessage(bytes(data_bytes), True)
-                elif data_text is not None:
-                    self.sendMessage(data_text.encode("utf-8"), False)
+                _send(self, message)
+                return
+            if kind == "websocket.close":
+                reason = message.get("reason") or None
+                self.sendCloseFrame(
+                    code=message.get("code") or status.WS_1000_NORMAL_CLOSURE,
+                    reasonUtf8=reason.encode("utf-8")[:123] if reason else None,
+                    isReply=False,
+                )
                 return
         original_reply(self, message)
 
     def onConnect(self: Any, request: Any) -> Any:
-        # Fail oversized or invalid frames with a close frame (1009, 1002, 1007)
-        # instead of dropping the TCP connection.
         self.failByDrop = False
-        # daphne's limit is a fixed 1 MiB; MAX_MESSAGE_SIZE is the server-wide ceiling.
-        limit = get_settings().MAX_MESSAGE_SIZE
-        self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
+        self.maxMessagePayloadSize = self.maxFramePayloadSize = get_settings().MAX_MESSAGE_SIZE
         return original_connect(self, request)
 
+    def create_application(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
+        if not isinstance(protocol, WebSocketProtocol):
+            return original_create(self, protocol, scope)
+        # daphne's own body, with a flow-controlled queue instead of an unbounded one.
+        assert "application_instance" not in self.connections[protocol]
+        queue = FlowControlQueue(protocol.transport, get_settings().RECEIVE_QUEUE_LIMIT)
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(scope=scope, receive=queue.get, send=partial(self.handle_reply, protocol))
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            instance, loop=asyncio.get_event_loop()
+        )
+        return queue
+
     def kill_all_applications(self: Any) -> Any:
-        # daphne's own version stops at the first connection that has no
-        # application (KeyError), so on SIGTERM no handler was ever cancelled.
-        import asyncio
-
-        from twisted.internet import defer
-
         pending = []
         for details in self.connections.values():
             instance = details.get("application_instance")
@@ -113,11 +181,14 @@ def install_daphne_adapter() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
-    Server.kill_all_applications = kill_all_applications
-    handle_reply.__wrapped__ = original_reply  # type: ignore[attr-defined]
-    onConnect.__wrapped__ = original_connect  # type: ignore[attr-defined]
-    WebSocketProtocol.handle_reply = handle_reply
-    WebSocketProtocol.onConnect = onConnect
+    for cls, name, replacement, original in (
+        (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
+        (WebSocketProtocol, "onConnect", onConnect, original_connect),
+        (Server, "create_application", create_application, original_create),
+        (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
+    ):
+        replacement.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(cls, name, replacement)
     _installed = True
-    logger.debug("daphne adapter installed (RFC close codes, empty messages, 1009)")
+    logger.debug("daphne adapter installed")
     return True
