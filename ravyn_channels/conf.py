@@ -48,6 +48,9 @@ class Settings:
     #: Client messages daphne queues for the application before it stops reading
     #: the socket (TCP backpressure).
     RECEIVE_QUEUE_LIMIT: int = 64
+    #: Seconds the event loop may be blocked before a WARNING shows the blocking code;
+    #: ``None``: 1.0 when ``DEBUG`` is True, off otherwise; ``0``: off.
+    LOOP_BLOCK_WARNING: float | None = None
     #: Let daphne send every RFC close code (1001, 1003, 1007-1014) and 1009 on
     #: oversized frames; when ``False``, those codes are mirrored to 4000 + (code - 1000).
     PATCH_DAPHNE: bool = True

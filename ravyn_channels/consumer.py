@@ -26,6 +26,7 @@ from django.conf import settings as django_settings
 from . import servers, status
 from .conf import get_settings
 from .params import ParameterError
+from .watchdog import ensure_watchdog
 from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class RavynConsumer(AsyncWebsocketConsumer):
             await send({"type": "websocket.close"})
             return
         await aclose_old_connections()
+        ensure_watchdog()
         self._task = asyncio.get_running_loop().create_task(self._run_handler(kwargs))
         self._main = asyncio.current_task()
         self._pumping = True

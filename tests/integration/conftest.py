@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,16 @@ def ws_connect() -> Callable[..., Any]:
         return connect(url, **kwargs)
 
     return _connect
+
+
+@pytest.fixture
+def redis_ready() -> None:
+    """Redis must answer; under CI=true its absence is a failure, elsewhere a skip."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required at {REDIS_URL} under CI: {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")

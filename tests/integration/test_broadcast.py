@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import StartServer
+from .conftest import REDIS_URL, StartServer
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,6 @@ CHANNEL_LAYERS = {"default": redis_channel_layer(%(url)r, pubsub=%(pubsub)r, pre
 RAVYN_CHANNELS = {"AUTODISCOVER": []}
 '''
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 async def recv(ws: Any) -> str:
@@ -96,19 +95,6 @@ async def test_our_manager_in_one_process_in_memory(tmp_path: Path, start_server
         await asyncio.sleep(0.1)
         await c3.send("x")
         assert [await recv(c) for c in (c1, c2, c3)] == ["Broadcast: x"] * 3
-
-
-@pytest.fixture
-def redis_ready() -> None:
-    """Redis must answer; under CI=true its absence is a failure, elsewhere a skip."""
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required at {REDIS_URL} under CI: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
 
 
 def two_processes(tmp_path: Path, start_server: StartServer, source: str, pubsub: bool = False) -> tuple[Any, Any]:
