@@ -1,6 +1,7 @@
 """The app the reliability suite attacks (standalone Ravyn; settings from the environment)."""
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -20,11 +21,17 @@ def rss_kib() -> int:
 
 @websocket("/stats")
 async def stats(websocket: WebSocket) -> None:
-    """One JSON frame: tasks alive in the server, its RSS, this manager's local connections."""
+    """One JSON frame: live tasks and objects in the server, its RSS, this manager's local sockets."""
     await websocket.accept()
     await asyncio.sleep(0.2)  # let finished connections finish
+    gc.collect()  # count live objects, not garbage waiting for the collector
     await websocket.send_json(
-        {"tasks": len(asyncio.all_tasks()), "rss_kib": rss_kib(), "local": len(manager.active_connections)}
+        {
+            "tasks": len(asyncio.all_tasks()),
+            "rss_kib": rss_kib(),
+            "local": len(manager.active_connections),
+            "objects": len(gc.get_objects()),
+        }
     )
 
 
