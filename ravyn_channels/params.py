@@ -111,7 +111,7 @@ def plan_for(func: Callable[..., Any], path_params: Mapping[str, type]) -> Plan:
             params.append(_Param(name, "websocket"))
         elif name in path_params:
             coerce = None
-            if annotation is not inspect.Parameter.empty and annotation is not path_params[name]:
+            if annotation not in (inspect.Parameter.empty, Any, path_params[name]):
                 coerce = _COERCE.get(annotation)
                 if coerce is None:
                     raise TypeError(

@@ -9,7 +9,8 @@ in a few precise places, each fixed here by wrapping one daphne method:
   Closes now go through ``sendCloseFrame`` with code and reason; empty
   messages are sent. A client whose unsent data exceeds ``SEND_BUFFER_LIMIT``
   (it stopped reading) is dropped instead of buffering without limit.
-- ``WebSocketProtocol.onConnect``: oversized or invalid frames get a close frame
+- ``WebSocketProtocol.onConnect``: a non-ASCII ``Sec-WebSocket-Protocol`` header
+  gets HTTP 400 instead of a 500 and a traceback; oversized or invalid frames get a close frame
   (1009, 1002, 1007) instead of a TCP reset (``failByDrop = False``), and
   ``MAX_MESSAGE_SIZE`` replaces daphne's fixed 1 MiB limit.
 - ``Server.create_application``: the application's input queue pauses reading
@@ -123,6 +124,7 @@ def install_daphne_adapter() -> bool:
         return False
     try:
         from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+        from autobahn.websocket.types import ConnectionDeny
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
         from twisted.internet import defer
@@ -150,6 +152,14 @@ def install_daphne_adapter() -> bool:
         original_reply(self, message)
 
     def onConnect(self: Any, request: Any) -> Any:
+        protocols = request.headers.get("sec-websocket-protocol", "")
+        if not protocols.isascii():
+            # daphne decodes it as ASCII and answers 500 with a traceback; it is a bad request.
+            self.server = self.factory.server_class
+            self.server.protocol_connected(self)
+            self.request, self.client_addr = request, None
+            logger.info("Refused websocket %s: non-ASCII Sec-WebSocket-Protocol header", request.path)
+            raise ConnectionDeny(400, "Sec-WebSocket-Protocol must be ASCII")
         self.failByDrop = False
         self.maxMessagePayloadSize = self.maxFramePayloadSize = get_settings().MAX_MESSAGE_SIZE
         return original_connect(self, request)
