@@ -1,6 +1,8 @@
 """The demo's websocket handlers, found automatically by ravyn_channels."""
 
-from ravyn_channels import WebSocket, WebSocketDisconnect, websocket
+from ravyn_channels import ConnectionManager, WebSocket, WebSocketDisconnect, websocket
+
+manager = ConnectionManager("demo.chat")
 
 
 @websocket("/ws/{client_id}")
@@ -13,3 +15,24 @@ async def chat_socket(websocket: WebSocket, client_id: str) -> None:
             await websocket.send_text(f"Message from {client_id}: {data}")
     except WebSocketDisconnect:
         print(f"Client {client_id} disconnected")
+
+
+@websocket("/chat/{room:path}", max_message_size=4096)
+async def chat_room(websocket: WebSocket, room: str) -> None:
+    """A chat room (any name): each text a member sends reaches every member, on every process.
+
+    Logged-in users speak under their username, anonymous ones under ``?nick=``.
+    Members receive JSON events: ``{"type": "join" | "message" | "leave", "user", "auth", "text"}``.
+    """
+    user = websocket.user
+    if user.is_authenticated:
+        who = {"user": user.username, "auth": True}
+    else:
+        who = {"user": websocket.query_params.get("nick", "").strip()[:32] or "anonymous", "auth": False}
+
+    await manager.connect(websocket, group=room)
+    await manager.broadcast({"type": "join", **who}, group=room)
+    async for text in websocket.iter_text():  # ends when the client leaves
+        await manager.broadcast({"type": "message", **who, "text": text}, group=room)
+    manager.disconnect(websocket)
+    await manager.broadcast({"type": "leave", **who}, group=room)
