@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
 
-from ravyn_channels.asgi import get_asgi_application  # noqa: E402
+from ravyn_channels.asgi import get_asgi_application
 
 application = get_asgi_application()

@@ -44,7 +44,7 @@ class Inbox:
     still tell the handler that the client has gone.
     """
 
-    __slots__ = ("_items", "_getter", "_room", "bound")
+    __slots__ = ("_getter", "_items", "_room", "bound")
 
     def __init__(self, bound: int):
         self._items: collections.deque[Message] = collections.deque()
@@ -121,7 +121,7 @@ def _client_repr(scope: dict[str, Any]) -> str:
     return f"{client[0]}:{client[1]}" if client else "?"
 
 
-class RavynConsumer(AsyncWebsocketConsumer):
+class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Runs one ``@websocket`` handler for one connection (subclassed per route)."""
 
     route: WebSocketRoute[Any]
@@ -282,6 +282,7 @@ class RavynConsumer(AsyncWebsocketConsumer):
         if self._pumping and self._close_timer is None and ws.close_code is None:
             # Wait for the client's close reply, but not forever.
             main = self._main
+            assert main is not None  # set before the pump starts
             self._close_timer = asyncio.get_running_loop().call_later(
                 get_settings().CLOSE_TIMEOUT, main.cancel
             )
@@ -356,7 +357,7 @@ def build_consumer(route: WebSocketRoute[Any]) -> type[RavynConsumer]:
     return cls
 
 
-class NotFoundConsumer(AsyncWebsocketConsumer):
+class NotFoundConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Refuses handshakes for paths no route matches: HTTP 403 and one INFO line."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
-from django.urls import URLPattern, path as django_path, re_path, register_converter
+from django.urls import URLPattern, re_path, register_converter
+from django.urls import path as django_path
 from django.urls.converters import get_converters
 
 from .conf import OverflowPolicy
@@ -147,7 +148,8 @@ class WebSocketRoute(Generic[P]):
     @functools.cached_property
     def pattern(self) -> URLPattern:
         """The Django URL pattern serving this route, for a ``URLRouter``."""
-        return django_path(self.route, self.consumer.as_asgi(), name=self.name)
+        pattern: URLPattern = django_path(self.route, self.consumer.as_asgi(), name=self.name)
+        return pattern
 
     def __repr__(self) -> str:
         return f"<WebSocketRoute {self.path!r} -> {self.qualname}>"

@@ -159,7 +159,7 @@ def install_daphne_adapter() -> bool:
             self.server.protocol_connected(self)
             self.request, self.client_addr = request, None
             logger.info("Refused websocket %s: non-ASCII Sec-WebSocket-Protocol header", request.path)
-            raise ConnectionDeny(400, "Sec-WebSocket-Protocol must be ASCII")
+            raise ConnectionDeny(400, "Sec-WebSocket-Protocol must be ASCII")  # type: ignore[no-untyped-call]
         self.failByDrop = False
         self.maxMessagePayloadSize = self.maxFramePayloadSize = get_settings().MAX_MESSAGE_SIZE
         return original_connect(self, request)
@@ -197,7 +197,7 @@ def install_daphne_adapter() -> bool:
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     ):
-        replacement.__wrapped__ = original  # type: ignore[attr-defined]
+        replacement.__wrapped__ = original
         setattr(cls, name, replacement)
     _installed = True
     logger.debug("daphne adapter installed")

@@ -162,7 +162,9 @@ async def connect(
         from .asgi import websocket_application
 
         app = websocket_application([app])
-    communicator = WebsocketCommunicator(app, path, headers=_raw_headers(headers), subprotocols=list(subprotocols or []))
+    communicator = WebsocketCommunicator(
+        app, path, headers=_raw_headers(headers), subprotocols=list(subprotocols or [])
+    )
     communicator.scope.setdefault("client", ("127.0.0.1", 50000))
     communicator.scope.setdefault("server", ("testserver", 80))
     if scope:

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from . import status
 
 __all__ = [
+    "URL",
     "Address",
     "Headers",
-    "URL",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketPayloadError",

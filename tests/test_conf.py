@@ -19,7 +19,7 @@ def test_override_settings_is_seen() -> None:
 
 def test_non_dict_setting_is_explained() -> None:
     with override_settings(RAVYN_CHANNELS=["INBOX_SIZE"]):
-        with pytest.raises(TypeError, match="settings.RAVYN_CHANNELS must be a dict, got list"):
+        with pytest.raises(TypeError, match=r"settings\.RAVYN_CHANNELS must be a dict, got list"):
             get_settings()
 
 

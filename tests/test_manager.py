@@ -155,7 +155,7 @@ async def test_broadcast_sync_from_thread() -> None:
 
 
 class PlainConsumer(BroadcastMixin, AsyncWebsocketConsumer):
-    groups = [group_name("lobby")]
+    groups = [group_name("lobby")]  # noqa: RUF012  (Channels' own API is a class attribute)
 
     async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
         await self.channel_layer.group_send(group_name("lobby"), broadcast_event(f"plain: {text_data}", room="lobby"))

@@ -12,7 +12,8 @@ from urllib.parse import quote
 import pytest
 from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ravyn_channels import WebSocket, WebSocketDisconnect, websocket
 from ravyn_channels.routing import websocket_urlpatterns
@@ -76,7 +77,9 @@ segment = st.text(min_size=1, max_size=20).filter(lambda s: "/" not in s)
 
 @FAST
 @given(value=segment, f=segment, u=segment, s=segment, rest=st.text(min_size=1, max_size=30))
-def test_random_path_segments_are_converted_or_refused(errors: list[Any], value: str, f: str, u: str, s: str, rest: str) -> None:
+def test_random_path_segments_are_converted_or_refused(
+    errors: list[Any], value: str, f: str, u: str, s: str, rest: str
+) -> None:
     path = "/p/" + "/".join(quote(x, safe="") for x in (value, f, u, s)) + "/" + quote(rest, safe="/")
 
     async def run() -> str:
@@ -90,7 +93,7 @@ def test_random_path_segments_are_converted_or_refused(errors: list[Any], value:
 
     outcome = async_to_sync(run)()
     if outcome == "accepted":
-        [(v, fl, uu, ss, rr)] = seen
+        [(v, fl, _, ss, rr)] = seen
         assert isinstance(v, int) and isinstance(fl, float) and not math.isnan(fl) and ss == s and rr == rest
     assert errors == []
 
@@ -106,7 +109,9 @@ def test_random_path_segments_are_converted_or_refused(errors: list[Any], value:
         max_size=6,
     ),
 )
-def test_random_query_strings_and_headers_are_readable(errors: list[Any], query: str, headers: list[tuple[str, bytes]]) -> None:
+def test_random_query_strings_and_headers_are_readable(
+    errors: list[Any], query: str, headers: list[tuple[str, bytes]]
+) -> None:
     async def run() -> dict[str, Any]:
         async with connect(APP, "/q?" + quote(query, safe="=&"), headers=headers) as ws:
             return dict(await ws.receive_json())

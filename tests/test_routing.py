@@ -24,7 +24,7 @@ def test_compile_path_rejects_duplicates() -> None:
 
 
 def test_compile_path_rejects_unknown_converter() -> None:
-    with pytest.raises(ValueError, match="unknown converter 'slug'.*str, int, float, uuid, path"):
+    with pytest.raises(ValueError, match=r"unknown converter 'slug'.*str, int, float, uuid, path"):
         compile_path("/{a:slug}")
 
 
@@ -48,7 +48,8 @@ def test_route_keeps_function_identity_and_is_callable() -> None:
     assert route.__wrapped__ is my_handler
     assert route.consumer.__name__ == "MyHandlerConsumer"
     assert route.consumer.__module__ == my_handler.__module__
-    assert repr(route) == f"<WebSocketRoute '/identity' -> {__name__}.test_route_keeps_function_identity_and_is_callable.<locals>.my_handler>"
+    where = f"{__name__}.test_route_keeps_function_identity_and_is_callable.<locals>.my_handler"
+    assert repr(route) == f"<WebSocketRoute '/identity' -> {where}>"
     assert route in registered_routes()
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, Server, StartServer, free_port, server_env
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, ROOT, Server, StartServer, free_port, server_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -15,14 +15,14 @@ from .conftest import ROOT, StartServer, free_port
 
 pytestmark = pytest.mark.integration
 
-SETTINGS_SUFFIX = '''
+SETTINGS_SUFFIX = """
 from demo_project.settings import *  # noqa
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": %r}}
 LOGGING = {"version": 1, "disable_existing_loggers": True}
 INSTALLED_APPS = [*INSTALLED_APPS, "e2e_app"]
-'''
+"""
 
-E2E_SOCKETS = '''
+E2E_SOCKETS = """
 from ravyn_channels import WebSocket, websocket
 
 
@@ -38,7 +38,7 @@ async def boom(websocket: WebSocket) -> None:
     await websocket.accept()
     await websocket.receive_text()
     1 / 0
-'''
+"""
 
 
 @pytest.fixture
@@ -59,7 +59,9 @@ def migrate(cwd: Path, settings: str) -> None:
 
     env = server_env(settings)
     env["PYTHONPATH"] = f"{cwd}:{env['PYTHONPATH']}"
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], cwd=cwd, env=env, check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], cwd=cwd, env=env, check=True
+    )
 
 
 def start_project(start_server: StartServer, project: tuple[Path, str], **kwargs: Any) -> Any:
@@ -70,9 +72,15 @@ def start_project(start_server: StartServer, project: tuple[Path, str], **kwargs
     )
 
 
-async def test_daphne_serves_http_and_websocket(start_server: StartServer, project: tuple[Path, str], ws_connect: Any) -> None:
+async def test_daphne_serves_http_and_websocket(
+    start_server: StartServer, project: tuple[Path, str], ws_connect: Any
+) -> None:
     server = start_project(start_server, project)
-    page = await asyncio.to_thread(lambda: urllib.request.urlopen(f"{server.http}/", timeout=5).read().decode())
+    def fetch() -> str:
+        with urllib.request.urlopen(f"{server.http}/", timeout=5) as response:
+            return str(response.read().decode())
+
+    page = await asyncio.to_thread(fetch)
     assert "ravyn_channels" in page
     async with ws_connect(f"{server.ws}/ws/42", origin=f"http://127.0.0.1:{server.port}") as ws:
         await ws.send("hi")
@@ -114,20 +122,32 @@ async def test_logged_in_user_reaches_handler(
 
     env = server_env(settings)
     env["PYTHONPATH"] = f"{cwd}:{env['PYTHONPATH']}"
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "shell", "-c",
-         "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.y', 'pw')"],
-        cwd=cwd, env=env, check=True,
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.y', 'pw')",
+        ],
+        cwd=cwd,
+        env=env,
+        check=True,
     )
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 
     def login() -> None:
-        opener.open(f"{server.http}/admin/login/", timeout=5).read()
+        with opener.open(f"{server.http}/admin/login/", timeout=5) as response:
+            response.read()
         token = next(c.value for c in jar if c.name == "csrftoken")
         data = f"username=ada&password=pw&csrfmiddlewaretoken={token}&next=/admin/".encode()
-        req = urllib.request.Request(f"{server.http}/admin/login/", data=data, headers={"Referer": f"{server.http}/admin/login/"})
-        opener.open(req, timeout=5).read()
+        req = urllib.request.Request(
+            f"{server.http}/admin/login/", data=data, headers={"Referer": f"{server.http}/admin/login/"}
+        )
+        with opener.open(req, timeout=5) as response:
+            response.read()
 
     await asyncio.to_thread(login)
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)

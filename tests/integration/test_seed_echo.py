@@ -13,7 +13,7 @@ from .conftest import StartServer
 
 pytestmark = pytest.mark.integration
 
-SEED = '''\
+SEED = """\
 from ravyn_channels import Ravyn, websocket, WebSocket, WebSocketDisconnect
 
 @websocket("/ws/{client_id}")
@@ -32,7 +32,7 @@ async def chat_socket(websocket: WebSocket, client_id: str) -> None:
         print(f"Client {client_id} disconnected")
 
 app = Ravyn(routes=[chat_socket])
-'''
+"""
 
 
 def write_app(tmp_path: Path, source: str, name: str = "echo") -> Path:
@@ -54,7 +54,12 @@ async def test_seed_program_runs_unchanged(tmp_path: Path, start_server: StartSe
 
 @pytest.mark.parametrize(
     "signature",
-    ["socket: WebSocket, client_id: str", "ws: WebSocket, client_id: str", "conn: WebSocket, client_id: str", "socket, client_id"],
+    [
+        "socket: WebSocket, client_id: str",
+        "ws: WebSocket, client_id: str",
+        "conn: WebSocket, client_id: str",
+        "socket, client_id",
+    ],
 )
 async def test_websocket_parameter_names(
     signature: str, tmp_path: Path, start_server: StartServer, ws_connect: Any
@@ -87,6 +92,7 @@ async def test_standalone_http_gets_404(tmp_path: Path, start_server: StartServe
     server = start_server("echo:app", cwd=write_app(tmp_path, SEED))
     with pytest.raises(urllib.error.HTTPError) as info:
         await asyncio.to_thread(urllib.request.urlopen, f"{server.http}/", None, 5)
+    info.value.close()
     assert info.value.code == 404
 
 

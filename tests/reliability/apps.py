@@ -111,7 +111,7 @@ async def gone(websocket: WebSocket, tag: str) -> None:
 async def blocking_handler(websocket: WebSocket) -> None:
     await websocket.accept()
     await websocket.receive_text()
-    time.sleep(2)  # the bug under test: sync work on the event loop
+    time.sleep(2)  # noqa: ASYNC251  (the bug under test: sync work on the event loop)
     await websocket.send_text("done")
 
 

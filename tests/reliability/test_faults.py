@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import signal
@@ -216,7 +215,7 @@ async def test_redis_restart_recovers_without_restarting_daphne(
                         if got.startswith("r: probe"):
                             recovered = time.monotonic() - back
                             break
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 break
             assert recovered is not None, "cross-process broadcast did not recover within ~30 s"
