@@ -197,7 +197,7 @@ def install_daphne_adapter() -> bool:
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     ):
-        replacement.__wrapped__ = original
+        replacement.__wrapped__ = original  # type: ignore[union-attr]
         setattr(cls, name, replacement)
     _installed = True
     logger.debug("daphne adapter installed")

@@ -181,7 +181,7 @@ async def test_plain_consumer_and_manager_share_a_room() -> None:
 def test_group_name_is_valid_and_deterministic(room: str) -> None:
     layer = get_channel_layer()
     name = group_name(room)
-    assert layer.valid_group_name(name)
+    assert layer.require_valid_group_name(name)
     assert group_name(room) == name
 
 

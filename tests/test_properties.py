@@ -19,6 +19,8 @@ from ravyn_channels import WebSocket, WebSocketDisconnect, websocket
 from ravyn_channels.routing import websocket_urlpatterns
 from ravyn_channels.testing import HandshakeRefused, connect
 
+pytestmark = pytest.mark.django_db  # the consumer closes stale DB connections at its boundaries
+
 seen: list[Any] = []
 
 
