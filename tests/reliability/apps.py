@@ -1,6 +1,7 @@
 """The app the reliability suite attacks (standalone Ravyn; settings from the environment)."""
 
 import asyncio
+import ctypes
 import gc
 import json
 import os
@@ -25,6 +26,7 @@ async def stats(websocket: WebSocket) -> None:
     await websocket.accept()
     await asyncio.sleep(0.2)  # let finished connections finish
     gc.collect()  # count live objects, not garbage waiting for the collector
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # and RSS in use, not free heap kept by the allocator
     await websocket.send_json(
         {
             "tasks": len(asyncio.all_tasks()),
