@@ -35,6 +35,7 @@ __all__ = [
     "PermissionRefused",
     "check_permissions",
     "permission_list",
+    "permission_name",
 ]
 
 
@@ -70,7 +71,14 @@ class PermissionRefused(WebSocketException):
         super().__init__(status.WS_1008_POLICY_VIOLATION, "permission denied")
 
     def __str__(self) -> str:
-        return f"permission {self.permission!r} refused: {self.detail}"
+        return f"permission {permission_name(self.permission)} refused: {self.detail}"
+
+
+def permission_name(permission: Any) -> str:
+    """How logs and ``ws_routes`` name a permission: its ``repr`` if it has one, else its class name."""
+    if type(permission).__repr__ is object.__repr__:
+        return type(permission).__name__
+    return repr(permission)
 
 
 def _user(websocket: WebSocket) -> Any:

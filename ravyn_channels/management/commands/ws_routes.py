@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from ravyn_channels.conf import get_settings
+from ravyn_channels.permissions import permission_name
 from ravyn_channels.routing import WebSocketRoute, registered_routes
 
 
@@ -33,7 +34,7 @@ def describe(route: WebSocketRoute[Any]) -> dict[str, Any]:
         "name": route.name,
         "handler": getattr(route.endpoint, "__qualname__", route.name),
         "module": route.endpoint.__module__,
-        "permissions": [repr(p) for p in route.permissions],
+        "permissions": [permission_name(p) for p in route.permissions],
         "origins": origins,
         "origins_from": source,
         "parameters": route.plan.describe(),
