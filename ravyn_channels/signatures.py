@@ -288,6 +288,8 @@ def _plan_param(
             )
         return Slot(name, "path", spec=spec)
     user = _user_kind(annotation) if not bare else None
+    if name == "user" and unresolved:  # User or AnonymousUser? The difference is who gets in.
+        _need_type(annotation, where, name)
     if user is not None or (name == "user" and bare):
         required, optional = user or (False, False)
         user_default = default if default is not _EMPTY else (None if optional else REQUIRED)

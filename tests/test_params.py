@@ -339,3 +339,10 @@ def test_without_pydantic_a_constrained_annotation_fails_at_decoration(monkeypat
 
     with pytest.raises(TypeError, match=r"parameter 'p' is annotated .*Point.*needs pydantic.*pip install pydantic"):
         websocket("/p3")(h)
+
+
+def test_unresolvable_user_annotation_is_an_error() -> None:
+    ns: dict[str, Any] = {"WebSocket": WebSocket}
+    exec("from __future__ import annotations\nasync def h(websocket: WebSocket, user: Member): ...\n", ns)
+    with pytest.raises(TypeError, match="the annotation 'Member' of parameter 'user' cannot be resolved"):
+        websocket("/u5")(ns["h"])

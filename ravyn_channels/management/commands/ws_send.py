@@ -12,6 +12,13 @@ from ravyn_channels.conf import get_settings
 from ravyn_channels.manager import ConnectionManager
 
 
+class _IntermixedParser(CommandParser):
+    """Options may sit between ROOM and MESSAGE (``ws_send lobby --json '{...}'``)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
+
+
 class Command(BaseCommand):
     help = (
         "Send MESSAGE to every client in ROOM (a ConnectionManager room, on every server process), "
@@ -19,6 +26,11 @@ class Command(BaseCommand):
         "connected through that manager (its name defaults to the module that creates it, e.g. "
         "'chat.sockets')."
     )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = _IntermixedParser
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("room", metavar="ROOM", help="The room, as passed to manager.connect(ws, group=ROOM).")
