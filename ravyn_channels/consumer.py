@@ -25,8 +25,14 @@ from django.conf import settings as django_settings
 
 from . import servers, status
 from .conf import get_settings
-from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
-from .websocket import WebSocketException
+from .websocket import (
+    Message,
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketException,
+    WebSocketPayloadError,
+    WebSocketState,
+)
 
 if TYPE_CHECKING:
     from .routing import WebSocketRoute

@@ -21,6 +21,7 @@ signature becomes values is in ``signatures.py`` (read at decoration time) and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -174,7 +175,7 @@ def Inject(dependency: Callable[..., Any], *, use_cache: bool = True) -> Any:  #
 
 
 def qualname(func: Any) -> str:
-    target = func.func if hasattr(func, "func") and hasattr(func, "args") else func  # functools.partial
+    target = func.func if isinstance(func, functools.partial) else func
     module = getattr(target, "__module__", None) or type(target).__module__
     name = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}.{name}"

@@ -76,7 +76,7 @@ class PermissionRefused(WebSocketException):
 
 def permission_name(permission: Any) -> str:
     """How logs and ``ws_routes`` name a permission: its ``repr`` if it has one, else its class name."""
-    if type(permission).__repr__ is object.__repr__:
+    if getattr(type(permission), "__repr__", None) is object.__repr__:
         return type(permission).__name__
     return repr(permission)
 

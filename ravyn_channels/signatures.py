@@ -20,15 +20,24 @@ dependencies); a dependency cycle fails too.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Union
 
-from .coerce import is_simple, spec_for
-from .params import REQUIRED, CookieParam, Dependency, HeaderParam, Param, QueryParam, qualname
-from .resolver import Plan, Call, Slot
+from .coerce import Spec, is_simple, spec_for
+from .params import (
+    REQUIRED,
+    CookieParam,
+    Dependency,
+    HeaderParam,
+    Param,
+    QueryParam,
+    qualname,
+)
+from .resolver import Call, Plan, Slot
 from .websocket import WebSocket
 
 __all__ = ["WEBSOCKET_NAMES", "plan_for"]
@@ -56,9 +65,9 @@ _ANONYMOUS = ("django.contrib.auth.models", "AnonymousUser")
 def _call_target(func: Any) -> Any:
     if inspect.isclass(func):
         return func.__init__
-    if inspect.isfunction(func) or inspect.ismethod(func) or hasattr(func, "args"):
+    if inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, functools.partial):
         return func
-    return getattr(func, "__call__", func)  # a callable instance
+    return func.__call__  # a callable instance: its bound __call__
 
 
 def _call_kind(func: Any) -> str:
@@ -277,16 +286,17 @@ def _plan_param(
         if annotation is path_params[name]:
             return Slot(name, "path")
         problem = f"{where}: path parameter {name!r} is annotated {annotation!r};"
+        path_spec: Spec | None
         try:
-            spec = spec_for(annotation, f"{where}: path parameter {name!r}")
+            path_spec = spec_for(annotation, f"{where}: path parameter {name!r}")
         except TypeError:
-            spec = None
-        if spec is None or spec.many or spec.model is not None:
+            path_spec = None
+        if path_spec is None or path_spec.many or path_spec.model is not None:
             raise TypeError(
                 f"{problem} annotate it str, int, float, bool, uuid.UUID, an Enum or a Literal "
                 "(or a pydantic-validated single value), or leave it unannotated."
             )
-        return Slot(name, "path", spec=spec)
+        return Slot(name, "path", spec=path_spec)
     user = _user_kind(annotation) if not bare else None
     if name == "user" and unresolved:  # User or AnonymousUser? The difference is who gets in.
         _need_type(annotation, where, name)

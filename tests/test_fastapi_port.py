@@ -50,7 +50,9 @@ async def item_socket(
         pass
 '''
 
-FASTAPI_IMPORTS = "from fastapi import Cookie, Depends, Query, WebSocket, WebSocketDisconnect, WebSocketException, status"
+FASTAPI_IMPORTS = (
+    "from fastapi import Cookie, Depends, Query, WebSocket, WebSocketDisconnect, WebSocketException, status"
+)
 OUR_IMPORTS = (
     "from ravyn_channels import Cookie, Inject as Depends, Query, WebSocket, WebSocketDisconnect, "
     "WebSocketException, status"
@@ -69,7 +71,7 @@ def load(imports: str) -> dict[str, Any]:
 def test_the_module_differs_only_in_its_import_line() -> None:
     ours = HANDLERS.format(imports=OUR_IMPORTS).splitlines()
     theirs = HANDLERS.format(imports=FASTAPI_IMPORTS).splitlines()
-    assert [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b] == [0]
+    assert [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b] == [0]
 
 
 async def test_runs_on_ravyn_channels(rc_logs: pytest.LogCaptureFixture) -> None:

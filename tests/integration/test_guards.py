@@ -228,11 +228,13 @@ async def test_each_refusal_before_accept_is_403_with_one_info_line(
     async with ws_connect(f"{base}/g/items/7?token=t&page=2", **full) as ws:
         assert json.loads(await recv(ws)) == {"item": 7, "token": "t", "page": 2, "client": "pytest", "theme": "dark"}
 
+    no_header = {"additional_headers": {"Cookie": "theme=dark"}}
+    no_cookie = {"additional_headers": {"X-Client": "c"}}
     cases = [
         ("/g/items/7?page=2", full, "items: parameter 'token': missing query parameter 'token'"),
-        ("/g/items/7?token=t&page=two", full, "items: parameter 'page': query parameter 'page': 'two' is not an integer"),
-        ("/g/items/7?token=t", {"additional_headers": {"Cookie": "theme=dark"}}, "parameter 'x_client': missing header 'x-client'"),
-        ("/g/items/7?token=t", {"additional_headers": {"X-Client": "c"}}, "parameter 'theme': missing cookie 'theme'"),
+        ("/g/items/7?token=t&page=two", full, "parameter 'page': query parameter 'page': 'two' is not an integer"),
+        ("/g/items/7?token=t", no_header, "parameter 'x_client': missing header 'x-client'"),
+        ("/g/items/7?token=t", no_cookie, "parameter 'theme': missing cookie 'theme'"),
         ("/g/vip?level=1", {}, "vip: parameter 'level': guard_app.sockets.vip_level refused (VIPs only)"),
         ("/g/me", {}, "me: parameter 'user': needs a logged-in user; this connection is anonymous"),
         ("/g/members", {}, "members: permission IsAuthenticated refused: the connection has no logged-in user"),

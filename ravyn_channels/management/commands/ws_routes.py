@@ -73,5 +73,5 @@ class Command(BaseCommand):
         ]
         widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
         for row in (header, *rows):
-            cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
             self.stdout.write("  ".join([*cells, row[-1]]).rstrip())

@@ -15,7 +15,7 @@ from ravyn_channels.manager import ConnectionManager
 class _IntermixedParser(CommandParser):
     """Options may sit between ROOM and MESSAGE (``ws_send lobby --json '{...}'``)."""
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         return self.parse_intermixed_args(args, namespace)
 
 
@@ -43,11 +43,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         room: str | None = options["room"]
-        message: str | None = options["message"]
-        if message is None:
-            if not options["manager"]:
-                raise CommandError("Give ROOM and MESSAGE (or --manager NAME and MESSAGE).")
-            room, message = None, room
+        message: str
+        if options["message"] is not None:
+            message = options["message"]
+        elif options["manager"]:
+            room, message = None, options["room"]
+        else:
+            raise CommandError("Give ROOM and MESSAGE (or --manager NAME and MESSAGE).")
         alias = options["layer"] or get_settings().CHANNEL_LAYER
         config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias)
         if config is None:
