@@ -45,6 +45,7 @@ __all__ = ["WEBSOCKET_NAMES", "plan_for"]
 #: Parameter names that receive the ``WebSocket`` when not annotated otherwise.
 WEBSOCKET_NAMES = frozenset({"websocket", "socket", "ws"})
 
+
 class _Unresolved:
     """An annotation that could not be evaluated at decoration time."""
 
