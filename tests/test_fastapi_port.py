@@ -10,6 +10,7 @@ with ours. Registration is one line outside the module in each framework:
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import pytest
@@ -96,7 +97,9 @@ async def test_runs_on_ravyn_channels(rc_logs: pytest.LogCaptureFixture) -> None
 
 def test_runs_on_fastapi() -> None:
     fastapi = pytest.importorskip("fastapi")
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():  # starlette's test client warns about its own httpx dependency
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect as StarletteDisconnect
 
     app = fastapi.FastAPI()
