@@ -1,6 +1,7 @@
 """ravyn_channels: Ravyn/FastAPI-style websocket handlers on Django Channels.
 
     from ravyn_channels import Ravyn, websocket, WebSocket, WebSocketDisconnect
+    from ravyn_channels import Query, Header, Cookie, Inject   # handler parameters
 """
 
 from __future__ import annotations
@@ -9,17 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 from . import status
 from .manager import ConnectionManager
+from .params import Cookie, Header, Inject, Query
 from .routing import WebSocketRoute, websocket
-from .websocket import WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
+from .websocket import WebSocket, WebSocketDisconnect, WebSocketException, WebSocketPayloadError, WebSocketState
 
 if TYPE_CHECKING:
     from .asgi import Ravyn
 
 __all__ = [
     "ConnectionManager",
+    "Cookie",
+    "Header",
+    "Inject",
+    "Query",
     "Ravyn",
     "WebSocket",
     "WebSocketDisconnect",
+    "WebSocketException",
     "WebSocketPayloadError",
     "WebSocketRoute",
     "WebSocketState",

@@ -1,20 +1,166 @@
-"""Django system checks for ravyn_channels (``python manage.py check``)."""
+"""Django system checks for ravyn_channels (``python manage.py check``).
+
+===================== =====================================================================
+``E001``              two routes serve the same path (the first declared gets every connection)
+``E002``              a registered handler is not ``async def``
+``E003``              a handler parameter cannot be filled in this configuration
+``E004``              a ``RAVYN_CHANNELS`` value has the wrong type or range
+``W001``              an unknown ``RAVYN_CHANNELS`` key (ignored)
+``W002``              no channel layer (``ConnectionManager`` and ``ws_send`` need one)
+``W003``              the in-memory channel layer while ``DEBUG`` is off (one process only)
+===================== =====================================================================
+
+``@websocket`` already refuses a sync handler or an unfillable parameter at
+import; E002 and E003 re-verify the registry as served (an endpoint replaced
+after decoration, a ``user`` that must be logged in while no auth middleware
+runs). Only checks see every route together, so only they find duplicates
+across modules (E001). Each function takes ``routes=`` for tests.
+"""
 
 from __future__ import annotations
 
+import inspect
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.core.checks import Error, Warning, register
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import unknown_keys
+from .conf import _raw, get_settings, unknown_keys
+from .params import REQUIRED
 
-__all__ = ["check_settings"]
+__all__ = ["check_channel_layer", "check_routes", "check_settings"]
+
+_CONVERTER_NAME = re.compile(r"<([^:<>]+):[^<>]+>")
 
 
-@register()
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
-    """``ravyn_channels.W001``: unknown keys in ``RAVYN_CHANNELS``."""
-    return [
+def _routes(app_configs: Iterable[Any] | None, routes: Iterable[Any] | None) -> list[Any]:
+    from .routing import registered_routes
+
+    chosen = registered_routes() if routes is None else list(routes)
+    if app_configs is None:
+        return chosen
+    names = {config.name for config in app_configs}
+    prefixes = tuple(f"{name}." for name in names)
+    return [r for r in chosen if r.endpoint.__module__ in names or r.endpoint.__module__.startswith(prefixes)]
+
+
+def _shape(route: Any) -> str:
+    """A route's path with parameter names dropped: ``/a/{x}`` and ``/a/{y}`` collide."""
+    return str(_CONVERTER_NAME.sub(r"<\1>", route.route))
+
+
+def _auth_middleware_runs() -> bool:
+    from django.apps import apps
+
+    return bool(
+        apps.is_installed("django.contrib.sessions") and apps.is_installed("django.contrib.auth") and settings.DATABASES
+    )
+
+
+@register("ravyn_channels")
+def check_routes(app_configs: Any = None, routes: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E001 duplicate paths, E002 handlers that are not async, E003 parameters that cannot be filled."""
+    from .signatures import plan_for
+
+    messages: list[CheckMessage] = []
+    everything = _routes(None, routes)
+    selected = {id(r) for r in _routes(app_configs, everything)}
+    first: dict[str, Any] = {}
+    for route in everything:
+        shape = _shape(route)
+        other = first.setdefault(shape, route)
+        if other is not route and (id(route) in selected or id(other) in selected):
+            messages.append(
+                Error(
+                    f"Routes {other.qualname} and {route.qualname} both serve {route.path!r}; "
+                    f"{other.qualname} (declared first) gets every connection.",
+                    hint="Give one of them another path, or remove one. The same module imported under "
+                    "two names (e.g. 'sockets' and 'chat.sockets') declares its routes twice.",
+                    obj=route,
+                    id="ravyn_channels.E001",
+                )
+            )
+    auth_runs = _auth_middleware_runs()
+    for route in everything:
+        if id(route) not in selected:
+            continue
+        if not inspect.iscoroutinefunction(route.endpoint):
+            messages.append(
+                Error(
+                    f"The handler of {route.path!r} ({route.qualname}) is not an 'async def' function.",
+                    hint="Write the handler as 'async def'; run sync work inside it with "
+                    "channels.db.database_sync_to_async. Do not replace route.endpoint after decoration.",
+                    obj=route,
+                    id="ravyn_channels.E002",
+                )
+            )
+            continue
+        try:
+            plan = plan_for(route.endpoint, route.param_types)
+        except TypeError as exc:
+            messages.append(
+                Error(
+                    str(exc),
+                    hint="Fix the handler's signature as the message says.",
+                    obj=route,
+                    id="ravyn_channels.E003",
+                )
+            )
+            continue
+        if not auth_runs:
+            for owner, slot in plan.walk():
+                if slot.kind == "user" and slot.user_required and slot.default is REQUIRED:
+                    messages.append(
+                        Error(
+                            f"{owner}: parameter {slot.name!r} needs a logged-in user, but no "
+                            "authentication runs, so every connection would be refused.",
+                            hint="Add 'django.contrib.sessions' and 'django.contrib.auth' to INSTALLED_APPS "
+                            "with a database (routes are then wrapped in Channels' AuthMiddlewareStack), "
+                            "or take the user from a dependency, e.g. user=Inject(ravyn_channels.auth.token_user).",
+                            obj=route,
+                            id="ravyn_channels.E003",
+                        )
+                    )
+    return messages
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+_VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "AUTODISCOVER": (_str_list, "a list of module names, e.g. ['sockets']"),
+    "INBOX_SIZE": (_positive_int, "a positive int"),
+    "INBOX_OVERFLOW": (lambda v: v in ("close", "backpressure"), "'close' or 'backpressure'"),
+    "MAX_MESSAGE_SIZE": (_positive_int, "a positive int (bytes)"),
+    "ORIGINS": (lambda v: v is None or _str_list(v), "None or a list of origin patterns"),
+    "REQUIRE_ORIGIN": (lambda v: isinstance(v, bool), "True or False"),
+    "DISCONNECT_GRACE": (_non_negative_number, "a number of seconds >= 0"),
+    "CLOSE_TIMEOUT": (_non_negative_number, "a number of seconds >= 0"),
+    "CHANNEL_LAYER": (lambda v: isinstance(v, str), "a CHANNEL_LAYERS alias (str)"),
+    "PATCH_DAPHNE": (lambda v: isinstance(v, bool), "True or False"),
+    "TOKEN_MAX_AGE": (_non_negative_number, "a number of seconds >= 0"),
+}
+
+
+@register("ravyn_channels")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W001 unknown keys and E004 invalid values in ``RAVYN_CHANNELS``."""
+    try:
+        raw = _raw()
+    except TypeError as exc:
+        return [Error(str(exc), hint="See the README's Settings table.", id="ravyn_channels.E004")]
+    messages: list[CheckMessage] = [
         Warning(
             f"RAVYN_CHANNELS has an unknown key {key!r}; it is ignored.",
             hint="See the README's Settings table for the keys ravyn_channels reads.",
@@ -22,3 +168,50 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
         )
         for key in unknown_keys()
     ]
+    for key, value in raw.items():
+        rule = _VALID.get(key)
+        if rule is not None and not rule[0](value):
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS[{key!r}] is {value!r}; it must be {rule[1]}.",
+                    hint="See the README's Settings table.",
+                    id="ravyn_channels.E004",
+                )
+            )
+    return messages
+
+
+@register("ravyn_channels")
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W002 no channel layer, W003 the in-memory layer while ``DEBUG`` is off."""
+    try:
+        alias = get_settings().CHANNEL_LAYER
+    except TypeError:  # RAVYN_CHANNELS is not a dict: E004 says so
+        alias = "default"
+    if not isinstance(alias, str):
+        alias = "default"
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    config = layers.get(alias)
+    if config is None:
+        return [
+            Warning(
+                f"CHANNEL_LAYERS has no {alias!r} layer: ConnectionManager rooms and "
+                "'manage.py ws_send' will fail (handlers without them work).",
+                hint="Add CHANNEL_LAYERS = {'default': ravyn_channels.layers.redis_channel_layer(REDIS_URL)}, "
+                "or {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}} for one process.",
+                id="ravyn_channels.W002",
+            )
+        ]
+    backend = str(config.get("BACKEND", "")) if isinstance(config, dict) else ""
+    if backend.endswith("InMemoryChannelLayer") and not settings.DEBUG:
+        return [
+            Warning(
+                f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer while DEBUG is False: broadcasts reach "
+                "only the clients of the process that sends them, and 'manage.py ws_send' reaches none.",
+                hint="Use channels-redis in production: CHANNEL_LAYERS = "
+                "{'default': ravyn_channels.layers.redis_channel_layer(REDIS_URL)}. "
+                "Ignore this for a single-process deployment (SILENCED_SYSTEM_CHECKS).",
+                id="ravyn_channels.W003",
+            )
+        ]
+    return []

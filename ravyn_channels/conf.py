@@ -54,6 +54,8 @@ class Settings:
     #: Let daphne send every RFC close code (1001, 1003, 1007-1014) and 1009 on
     #: oversized frames; when ``False``, those codes are mirrored to 4000 + (code - 1000).
     PATCH_DAPHNE: bool = True
+    #: Seconds a token from ``ravyn_channels.auth.issue_token`` stays valid.
+    TOKEN_MAX_AGE: float = 300.0
 
 
 DEFAULTS = Settings()

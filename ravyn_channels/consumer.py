@@ -25,9 +25,15 @@ from django.conf import settings as django_settings
 
 from . import servers, status
 from .conf import get_settings
-from .params import ParameterError
 from .watchdog import ensure_watchdog
-from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
+from .websocket import (
+    Message,
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketException,
+    WebSocketPayloadError,
+    WebSocketState,
+)
 
 if TYPE_CHECKING:
     from .routing import WebSocketRoute
@@ -159,10 +165,14 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             logger.warning("Refused websocket %s from %s: %s", scope["path"], _client_repr(scope), refusal)
             await send({"type": "websocket.close"})
             return
-        try:
-            kwargs = route.plan.resolve(ws, scope.get("url_route", {}).get("kwargs", {}))
-        except ParameterError as exc:
+        try:  # parameters, dependencies, permissions
+            kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
+        except WebSocketException as exc:
             logger.info("Refused websocket %s for %s: %s", scope["path"], route.qualname, exc)
+            await send({"type": "websocket.close"})
+            return
+        except Exception:
+            logger.exception("Handler %s: a dependency or permission raised; handshake refused", route.qualname)
             await send({"type": "websocket.close"})
             return
         await aclose_old_connections()
@@ -232,6 +242,13 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except WebSocketPayloadError as exc:
             logger.warning("%s: %s Closing with %d.", route.qualname, exc, exc.code)
             await self._close(exc.code)
+            return
+        except WebSocketException as exc:  # a refusal (e.g. check_permissions): 403 or its code
+            if ws.application_state is WebSocketState.CONNECTING:
+                logger.info("Refused websocket %s for %s: %s", self.scope["path"], route.qualname, exc)
+            else:
+                logger.info("Closing websocket %s (%s) with %d: %s", self.scope["path"], route.qualname, exc.code, exc)
+            await self._close(exc.code, exc.reason)
             return
         except Exception as exc:
             if self._refused_early and isinstance(exc, RuntimeError):

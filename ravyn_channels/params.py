@@ -1,136 +1,181 @@
-"""From a handler's signature to the values it is called with.
+"""What a handler's signature may declare: ``Query()``, ``Header()``, ``Cookie()``, ``Inject()``.
 
-The signature is read once, at decoration time: every parameter must be
-fillable (the ``WebSocket``, or a path parameter), or decoration fails with a
-message naming the handler, the parameter and the fix. At connection time
-``resolve`` converts the values before the handler runs; a value that does not
-convert raises ``ParameterError``, which refuses the handshake.
+    @websocket("/feed/{room}")
+    async def feed(
+        websocket: WebSocket,
+        room: str,                              # path parameter
+        token: str = Query(),                   # ?token=... (required)
+        page: int = Query(1),                   # ?page=2 (optional, converted)
+        tags: list[str] = Query([]),            # ?tags=a&tags=b
+        agent: str = Header("", alias="user-agent"),
+        session: str | None = Cookie(None, alias="sessionid"),
+        db = Inject(get_db),                    # a dependency, once per connection
+        user: User = ...,                       # the logged-in Django user
+    ) -> None: ...
+
+The markers work as defaults (above) or in ``Annotated[str, Query()]``. How a
+signature becomes values is in ``signatures.py`` (read at decoration time) and
+``resolver.py`` (run before ``accept``). A missing or invalid value raises
+``ParameterError``, which refuses the handshake (HTTP 403, one INFO line).
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from .websocket import WebSocket
+from .websocket import WebSocketException
 
-__all__ = ["ParameterError", "Plan", "plan_for"]
+__all__ = [
+    "REQUIRED",
+    "Cookie",
+    "CookieParam",
+    "Dependency",
+    "Header",
+    "HeaderParam",
+    "Inject",
+    "Param",
+    "ParameterError",
+    "Query",
+    "QueryParam",
+]
 
-#: Parameter names that receive the ``WebSocket`` when not annotated otherwise.
-WEBSOCKET_NAMES = frozenset({"websocket", "socket", "ws"})
-
-#: Annotations a path parameter may carry, and how a path value becomes one.
-_COERCE: dict[Any, Callable[[Any], Any]] = {
-    str: str,
-    int: int,
-    float: float,
-    uuid.UUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
-}
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
 
 
-class ParameterError(Exception):
+#: The default of a marker that has none: the value must be sent.
+REQUIRED: Any = _Required()
+
+
+class ParameterError(WebSocketException):
     """A value for a handler parameter is missing or invalid; the handshake is refused."""
 
-    def __init__(self, name: str, why: str):
+    def __init__(self, name: str, why: str, *, via: str | None = None):
         self.name = name
         self.why = why
-        super().__init__(f"parameter {name!r}: {why}")
+        self.via = via
+        owner = f" of dependency {via}" if via else ""
+        super().__init__(reason=f"parameter {name!r}{owner}: {why}")
 
 
-@dataclass(frozen=True)
-class _Param:
-    name: str
-    kind: str  # "websocket" | "path"
-    coerce: Callable[[Any], Any] | None = None
+# -- markers -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How to call one handler: which parameter gets what."""
+class Param:
+    """Where a parameter's value comes from in the handshake (base of ``QueryParam``...)."""
 
-    params: tuple[_Param, ...]
+    source: ClassVar[str] = ""
+    words: ClassVar[str] = ""
 
-    def resolve(self, websocket: WebSocket, path_values: Mapping[str, Any]) -> dict[str, Any]:
-        """The keyword arguments for the handler, or ``ParameterError``."""
-        kwargs: dict[str, Any] = {}
-        for p in self.params:
-            if p.kind == "websocket":
-                kwargs[p.name] = websocket
-                continue
-            value = path_values[p.name]
-            if p.coerce is not None:
-                try:
-                    value = p.coerce(value)
-                except (TypeError, ValueError) as exc:
-                    raise ParameterError(p.name, f"{value!r} does not convert ({exc})") from None
-            kwargs[p.name] = value
-        return kwargs
+    def __init__(self, default: Any = REQUIRED, *, alias: str | None = None, description: str | None = None):
+        self.default = REQUIRED if default is ... else default
+        self.alias = alias
+        self.description = description
 
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
 
-def _qualname(func: Callable[..., Any]) -> str:
-    return f"{func.__module__}.{getattr(func, '__qualname__', func.__name__)}"
+    def key(self, name: str) -> str:
+        """The name the value is sent under."""
+        return self.alias or name
 
-
-def _is_websocket_annotation(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, WebSocket)
+    def __repr__(self) -> str:
+        parts = [] if self.required else [repr(self.default)]
+        if self.alias:
+            parts.append(f"alias={self.alias!r}")
+        return f"{type(self).__name__.removesuffix('Param')}({', '.join(parts)})"
 
 
-def plan_for(func: Callable[..., Any], path_params: Mapping[str, type]) -> Plan:
-    """Read ``func``'s signature against the route's ``{name: type}`` path parameters."""
-    where = _qualname(func)
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:  # unresolvable forward references: fall back to raw annotations
-        hints = {}
-    signature = inspect.signature(func)
-    params: list[_Param] = []
-    websocket_param: str | None = None
-    for name, parameter in signature.parameters.items():
-        annotation = hints.get(name, parameter.annotation)
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        if parameter.kind is parameter.POSITIONAL_ONLY:
-            raise TypeError(
-                f"{where}: parameter {name!r} is positional-only; handlers are called with "
-                "keyword arguments. Remove the '/' from the signature."
-            )
-        is_ws = _is_websocket_annotation(annotation) or (
-            name in WEBSOCKET_NAMES and name not in path_params and annotation is inspect.Parameter.empty
-        )
-        if is_ws:
-            if websocket_param is not None:
-                raise TypeError(
-                    f"{where}: both {websocket_param!r} and {name!r} would receive the WebSocket; "
-                    "keep one."
-                )
-            websocket_param = name
-            params.append(_Param(name, "websocket"))
-        elif name in path_params:
-            coerce = None
-            if annotation not in (inspect.Parameter.empty, Any, path_params[name]):
-                coerce = _COERCE.get(annotation)
-                if coerce is None:
-                    raise TypeError(
-                        f"{where}: path parameter {name!r} is annotated {annotation!r}; "
-                        "annotate it str, int, float or uuid.UUID, or leave it unannotated."
-                    )
-            params.append(_Param(name, "path", coerce))
-        elif parameter.default is not inspect.Parameter.empty:
-            continue  # keeps its default
-        else:
-            raise TypeError(
-                f"{where}: parameter {name!r} cannot be filled. A handler takes the WebSocket "
-                "(annotate it 'WebSocket' or name it websocket, socket or ws) and the path "
-                f"parameters of its route ({', '.join(sorted(path_params)) or 'none'}). "
-                f"Add '{{{name}}}' to the path or give {name!r} a default."
-            )
-    if websocket_param is None:
-        raise TypeError(
-            f"{where}: no parameter receives the WebSocket. Add 'websocket: WebSocket' "
-            "to the signature (the names socket and ws work too)."
-        )
-    return Plan(tuple(params))
+class QueryParam(Param):
+    """A query-string parameter (``Query()``)."""
+
+    source = "query"
+    words = "query parameter"
+
+
+class HeaderParam(Param):
+    """A request header of the handshake (``Header()``); ``x_token`` reads ``x-token``."""
+
+    source = "header"
+    words = "header"
+
+    def __init__(
+        self,
+        default: Any = REQUIRED,
+        *,
+        alias: str | None = None,
+        convert_underscores: bool = True,
+        description: str | None = None,
+    ):
+        super().__init__(default, alias=alias, description=description)
+        self.convert_underscores = convert_underscores
+
+    def key(self, name: str) -> str:
+        if self.alias:
+            return self.alias.lower()
+        return (name.replace("_", "-") if self.convert_underscores else name).lower()
+
+
+class CookieParam(Param):
+    """A cookie sent with the handshake (``Cookie()``)."""
+
+    source = "cookie"
+    words = "cookie"
+
+
+class Dependency:
+    """A value computed by a callable for each connection (``Inject(get_db)``)."""
+
+    def __init__(self, dependency: Callable[..., Any], *, use_cache: bool = True):
+        if not callable(dependency):
+            raise TypeError(f"Inject() takes a function or class to call, got {dependency!r}.")
+        self.dependency = dependency
+        self.use_cache = use_cache
+
+    def __repr__(self) -> str:
+        return f"Inject({qualname(self.dependency)})"
+
+
+def Query(default: Any = REQUIRED, *, alias: str | None = None, description: str | None = None) -> Any:
+    """A query-string parameter: ``token: str = Query()`` (required), ``page: int = Query(1)``,
+    ``tags: list[str] = Query([])`` (every ``?tags=`` value), ``q: str | None = Query(None)``."""
+    return QueryParam(default, alias=alias, description=description)
+
+
+def Header(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    convert_underscores: bool = True,
+    description: str | None = None,
+) -> Any:
+    """A handshake header: ``user_agent: str = Header()`` reads ``User-Agent``."""
+    return HeaderParam(default, alias=alias, convert_underscores=convert_underscores, description=description)
+
+
+def Cookie(default: Any = REQUIRED, *, alias: str | None = None, description: str | None = None) -> Any:
+    """A cookie of the handshake: ``session: str | None = Cookie(None)``."""
+    return CookieParam(default, alias=alias, description=description)
+
+
+def Inject(dependency: Callable[..., Any], *, use_cache: bool = True) -> Any:
+    """The result of ``dependency``, called once per connection before the handler runs.
+
+    ``dependency`` may be ``async def`` or plain (run in a thread, with
+    Django's database connection hygiene), or a generator (sync or async)
+    whose code after ``yield`` runs when the connection closes. Its own
+    parameters are filled like the handler's. With ``use_cache`` (default) a
+    dependency used several times in one connection is called once.
+    """
+    return Dependency(dependency, use_cache=use_cache)
+
+
+def qualname(func: Any) -> str:
+    target = func.func if isinstance(func, functools.partial) else func
+    module = getattr(target, "__module__", None) or type(target).__module__
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}.{name}"

@@ -12,7 +12,7 @@ import functools
 import inspect
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 from django.urls import URLPattern, re_path, register_converter
@@ -20,10 +20,14 @@ from django.urls import path as django_path
 from django.urls.converters import get_converters
 
 from .conf import OverflowPolicy
-from .params import Plan, plan_for
+from .permissions import Permission, check_permissions, permission_list
+from .resolver import Cleanup, Plan, run_cleanups
+from .signatures import plan_for
 
 if TYPE_CHECKING:
     from channels.generic.websocket import AsyncWebsocketConsumer
+
+    from .websocket import WebSocket
 
 __all__ = [
     "WebSocketRoute",
@@ -120,6 +124,7 @@ class WebSocketRoute(Generic[P]):
         inbox_overflow: OverflowPolicy | None = None,
         max_message_size: int | None = None,
         origins: Sequence[str] | None = None,
+        permissions: Sequence[Any] | None = None,
     ):
         where = f"{endpoint.__module__}.{getattr(endpoint, '__qualname__', endpoint)}"
         if not inspect.iscoroutinefunction(endpoint):
@@ -134,7 +139,10 @@ class WebSocketRoute(Generic[P]):
         self.inbox_size = inbox_size
         self.inbox_overflow = inbox_overflow
         self.max_message_size = max_message_size
+        if isinstance(origins, str):
+            raise TypeError(f"{where}: origins= takes a list of patterns, e.g. origins=[{origins!r}].")
         self.origins = tuple(origins) if origins is not None else None
+        self.permissions: tuple[Permission, ...] = permission_list(permissions, where)
         self.plan: Plan = plan_for(endpoint, self.param_types)
         self.qualname = where
         functools.update_wrapper(self, endpoint)
@@ -144,6 +152,29 @@ class WebSocketRoute(Generic[P]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[None]:
         return self.endpoint(*args, **kwargs)
+
+    async def admit(self, websocket: WebSocket, path_values: Mapping[str, Any]) -> dict[str, Any]:
+        """Before ``accept``: the handler's keyword arguments, once its permissions allow the connection.
+
+        Parameters and dependencies are resolved first (a dependency may
+        authenticate), then the permissions are checked. Raises
+        ``WebSocketException`` (``ParameterError``, ``PermissionRefused``) to
+        refuse; the exit code of generator dependencies then runs at once,
+        otherwise when the connection closes.
+        """
+        cleanups: list[Cleanup] = []
+        try:
+            kwargs = await self.plan.resolve(websocket, path_values, cleanups)
+            if self.permissions:
+                await check_permissions(websocket, self.permissions)
+        except BaseException:
+            await run_cleanups(cleanups)
+            raise
+        consumer = websocket.consumer
+        if consumer is not None:
+            for cleanup in cleanups:
+                consumer.on_close(cleanup)
+        return kwargs
 
     @functools.cached_property
     def pattern(self) -> URLPattern:
@@ -169,6 +200,7 @@ def websocket(
     inbox_overflow: OverflowPolicy | None = ...,
     max_message_size: int | None = ...,
     origins: Sequence[str] | None = ...,
+    permissions: Sequence[Any] | None = ...,
 ) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]: ...
 
 
@@ -180,13 +212,16 @@ def websocket(
     inbox_overflow: OverflowPolicy | None = None,
     max_message_size: int | None = None,
     origins: Sequence[str] | None = None,
+    permissions: Sequence[Any] | None = None,
 ) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]:
     """Declare an ``async def`` as the handler of the websocket endpoint at ``path``.
 
     ``path`` uses Ravyn's syntax: ``/ws/{client_id}``, ``/rooms/{room_id:int}``
-    (converters ``str``, ``int``, ``float``, ``uuid``, ``path``). The other
-    arguments override ``RAVYN_CHANNELS`` for this route (``origins`` replaces
-    the allowed origins).
+    (converters ``str``, ``int``, ``float``, ``uuid``, ``path``).
+    ``permissions`` (classes or instances, see ``ravyn_channels.permissions``)
+    must all allow a connection before the handler runs. The other arguments
+    override ``RAVYN_CHANNELS`` for this route (``origins`` replaces the
+    allowed origins).
     """
     if callable(path):
         raise TypeError("Use @websocket('/path'), not bare @websocket: the path is required.")
@@ -200,6 +235,7 @@ def websocket(
             inbox_overflow=inbox_overflow,
             max_message_size=max_message_size,
             origins=origins,
+            permissions=permissions,
         )
         _registry.append(route)
         return route

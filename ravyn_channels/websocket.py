@@ -24,6 +24,7 @@ __all__ = [
     "Headers",
     "WebSocket",
     "WebSocketDisconnect",
+    "WebSocketException",
     "WebSocketPayloadError",
     "WebSocketState",
 ]
@@ -62,6 +63,29 @@ class WebSocketPayloadError(ValueError):
     def __init__(self, code: int, message: str):
         self.code = code
         super().__init__(message)
+
+
+class WebSocketException(Exception):
+    """Refuse or close the connection with ``code`` (default 1008, policy violation).
+
+    Raised by a dependency or a permission, it refuses the handshake (HTTP 403).
+    Raised by a handler after ``accept`` and left uncaught, it closes the
+    connection with ``code`` and ``reason``. Either way the server logs one
+    INFO line and no traceback. ``reason`` reaches the client: keep it short
+    (at most 123 bytes are sent) and free of secrets.
+    """
+
+    def __init__(self, code: int = status.WS_1008_POLICY_VIOLATION, reason: str | None = None):
+        status.check_sendable(code)
+        self.code = code
+        self.reason = reason or ""
+        super().__init__(code, self.reason)
+
+    def __str__(self) -> str:
+        return self.reason or f"{type(self).__name__}(code={self.code})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
 class WebSocketState(enum.Enum):

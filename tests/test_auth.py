@@ -1,0 +1,98 @@
+"""Token authentication: ``["bearer", token]`` subprotocols or ``?token=``, echoed correctly on accept."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from ravyn_channels import Inject, WebSocket, websocket
+from ravyn_channels.auth import bearer_token, issue_token, token_subprotocol, token_user, user_from_token
+from ravyn_channels.permissions import IsAuthenticated
+from ravyn_channels.testing import HandshakeRefused, connect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@websocket("/auth/feed", permissions=[IsAuthenticated])
+async def feed(websocket: WebSocket, user: Any = Inject(token_user)) -> None:
+    await websocket.accept(subprotocol=token_subprotocol(websocket))
+    await websocket.send_text(f"{user.username} {websocket.user.username}")
+
+
+@sync_to_async
+def make_user(username: str) -> Any:
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user(username, password="pw")
+
+
+def ws_offering(*subprotocols: str) -> WebSocket:
+    scope = {"type": "websocket", "path": "/", "subprotocols": list(subprotocols)}
+
+    async def nothing() -> Any: ...
+
+    return WebSocket(scope, nothing, nothing)  # type: ignore[arg-type]
+
+
+def test_bearer_token_is_the_entry_after_bearer() -> None:
+    assert bearer_token(ws_offering("chat.v1", "bearer", "abc.def")) == "abc.def"
+    assert bearer_token(ws_offering("Bearer", "t")) == "t"
+    assert bearer_token(ws_offering("bearer")) is None  # nothing follows
+    assert bearer_token(ws_offering("chat.v1")) is None
+
+
+def test_token_subprotocol_echoes_only_what_was_offered() -> None:
+    assert token_subprotocol(ws_offering("bearer", "t")) == "bearer"
+    assert token_subprotocol(ws_offering("chat.v1")) is None
+
+
+async def test_issued_token_names_its_user() -> None:
+    ada = await make_user("ada")
+    token = await sync_to_async(issue_token)(ada)
+    assert set(token) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+    assert (await user_from_token(token)).pk == ada.pk  # type: ignore[union-attr]
+    assert await user_from_token(token + "x") is None
+    assert await user_from_token(token, max_age=-1) is None  # expired
+
+
+async def test_password_change_voids_tokens() -> None:
+    ada = await make_user("ada")
+    token = issue_token(ada)
+    ada.set_password("new")
+    await sync_to_async(ada.save)()
+    assert await user_from_token(token) is None
+
+
+def test_anonymous_users_get_no_token() -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    with pytest.raises(ValueError, match="needs a logged-in user"):
+        issue_token(AnonymousUser())
+
+
+async def test_token_in_subprotocol_is_accepted_with_bearer_echoed() -> None:
+    ada = await make_user("ada")
+    async with connect(feed, "/auth/feed", subprotocols=["bearer", issue_token(ada)]) as ws:
+        assert ws.subprotocol == "bearer"
+        assert await ws.receive_text() == "ada ada"  # the dependency set websocket.user
+
+
+async def test_token_in_query_string_is_accepted_without_subprotocol() -> None:
+    ada = await make_user("ada")
+    async with connect(feed, f"/auth/feed?token={issue_token(ada)}") as ws:
+        assert ws.subprotocol is None
+        assert await ws.receive_text() == "ada ada"
+
+
+async def test_missing_or_bad_token_is_refused(rc_logs: pytest.LogCaptureFixture) -> None:
+    for path, subprotocols in [("/auth/feed", []), ("/auth/feed", ["bearer", "forged.token"])]:
+        with pytest.raises(HandshakeRefused):
+            async with connect(feed, path, subprotocols=subprotocols):
+                pass
+    lines = [r for r in rc_logs.records if r.getMessage().startswith("Refused websocket /auth/feed")]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    assert "parameter 'user': ravyn_channels.auth.token_user refused (no token" in lines[0].getMessage()
+    assert "refused (invalid or expired token)" in lines[1].getMessage()
