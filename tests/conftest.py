@@ -1,4 +1,5 @@
 import logging
+import os
 
 import pytest
 
@@ -8,3 +9,19 @@ def rc_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Captured records of the 'ravyn_channels' logger (INFO and up)."""
     caplog.set_level(logging.INFO, logger="ravyn_channels")
     return caplog
+
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis(url: str = REDIS_URL) -> None:
+    """Redis must answer at ``url``: under CI=true its absence fails the test, elsewhere it skips."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=2) as client:
+            client.ping()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required at {url} under CI: {exc}")
+        pytest.skip(f"Redis not reachable at {url}: {exc}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 from typing import Any
 
@@ -17,8 +16,7 @@ from ravyn_channels import Query, WebSocket, websocket
 from ravyn_channels.layers import redis_channel_layer
 from ravyn_channels.manager import ConnectionManager, group_name
 from ravyn_channels.permissions import HasPerm, IsAuthenticated
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.conftest import REDIS_URL, require_redis
 
 
 @websocket("/cmd/feed/{room}", permissions=[IsAuthenticated, HasPerm("auth.view_user")], origins=["https://app.example"])
@@ -80,14 +78,7 @@ def test_ws_send_needs_a_room_or_a_manager() -> None:
 @pytest.fixture
 def redis_layer() -> Any:
     """A private channels-redis layer (Redis must answer; under CI=true its absence fails)."""
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required at {REDIS_URL} under CI: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    require_redis()
     prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
     with override_settings(CHANNEL_LAYERS={"default": redis_channel_layer(REDIS_URL, pubsub=False, prefix=prefix)}):
         from channels.layers import get_channel_layer

@@ -8,14 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import REDIS_URL, require_redis
+
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 pytestmark = pytest.mark.integration
 
@@ -138,11 +140,26 @@ def ws_connect() -> Callable[..., Any]:
 @pytest.fixture
 def redis_ready() -> None:
     """Redis must answer; under CI=true its absence is a failure, elsewhere a skip."""
-    import redis
+    require_redis()
 
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required at {REDIS_URL} under CI: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+
+REDIS_SETTINGS = """\
+from ravyn_channels.layers import redis_channel_layer
+SECRET_KEY = "x"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "channels", "ravyn_channels"]
+DATABASES = {}
+ROOT_URLCONF = "ravyn_channels.standalone"
+CHANNEL_LAYERS = {"default": redis_channel_layer(%(url)r, pubsub=%(pubsub)r, prefix=%(prefix)r)}
+RAVYN_CHANNELS = {"AUTODISCOVER": []}
+"""
+
+
+def write_redis_settings(directory: Path, url: str = REDIS_URL, pubsub: bool = False) -> str:
+    """Write ``redis_settings.py`` (a minimal project on channels-redis) into ``directory``.
+
+    Returns the unique key prefix, so a test can inspect (and not disturb) its own keys.
+    """
+    prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
+    (directory / "redis_settings.py").write_text(REDIS_SETTINGS % {"url": url, "pubsub": pubsub, "prefix": prefix})
+    return prefix

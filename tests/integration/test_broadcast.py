@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import REDIS_URL, StartServer
+from .conftest import REDIS_URL, StartServer, write_redis_settings
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +54,6 @@ OURS = SEED_BROADCAST.replace(
 )
 OURS = OURS[: OURS.index("class ConnectionManager")] + OURS[OURS.index("manager = ConnectionManager()") :]
 
-REDIS_SETTINGS = '''\
-from ravyn_channels.layers import redis_channel_layer
-SECRET_KEY = "x"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "channels", "ravyn_channels"]
-DATABASES = {}
-ROOT_URLCONF = "ravyn_channels.standalone"
-CHANNEL_LAYERS = {"default": redis_channel_layer(%(url)r, pubsub=%(pubsub)r, prefix=%(prefix)r)}
-RAVYN_CHANNELS = {"AUTODISCOVER": []}
-'''
 
 
 
@@ -98,9 +87,8 @@ async def test_our_manager_in_one_process_in_memory(tmp_path: Path, start_server
 
 
 def two_processes(tmp_path: Path, start_server: StartServer, source: str, pubsub: bool = False) -> tuple[Any, Any]:
-    prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
     (tmp_path / "room.py").write_text(source)
-    (tmp_path / "redis_settings.py").write_text(REDIS_SETTINGS % {"url": REDIS_URL, "pubsub": pubsub, "prefix": prefix})
+    write_redis_settings(tmp_path, pubsub=pubsub)
     a = start_server("room:app", cwd=tmp_path, settings="redis_settings")
     b = start_server("room:app", cwd=tmp_path, settings="redis_settings")
     return a, b
@@ -128,8 +116,7 @@ ROOMS = "tests.integration.apps.rooms:app"
 
 
 def rooms_pair(tmp_path: Path, start_server: StartServer, pubsub: bool = False) -> tuple[Any, Any, str]:
-    prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "redis_settings.py").write_text(REDIS_SETTINGS % {"url": REDIS_URL, "pubsub": pubsub, "prefix": prefix})
+    prefix = write_redis_settings(tmp_path, pubsub=pubsub)
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parents[2]}"}
     a = start_server(ROOMS, settings="redis_settings", env=env)
     b = start_server(ROOMS, settings="redis_settings", env=env)

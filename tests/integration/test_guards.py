@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .conftest import ROOT, Server, StartServer, server_env
+from .conftest import REDIS_URL, ROOT, Server, StartServer, require_redis, server_env
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SETTINGS = '''
 import os
@@ -332,14 +331,7 @@ def test_manage_py_ws_routes(project: Path) -> None:
 async def test_manage_py_ws_send_reaches_a_client_through_redis(
     project: Path, start_server: StartServer, ws_connect: Any
 ) -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required at {REDIS_URL} under CI: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    require_redis()
     prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
     server = serve(start_server, project, GUARD_REDIS_PREFIX=prefix)
     async with ws_connect(f"{server.ws}/g/room/salle%201") as ws:

@@ -9,14 +9,13 @@ import signal
 import statistics
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.conftest import REDIS_URL, Server, StartServer, free_port
+from tests.integration.conftest import REDIS_URL, Server, StartServer, free_port, write_redis_settings
 
 from .rawws import close_frame, open_raw, reset
 
@@ -35,21 +34,8 @@ async def recv(ws: Any, timeout: float = 5) -> str:
     return str(await asyncio.wait_for(ws.recv(), timeout))
 
 
-REDIS_SETTINGS = '''\
-from ravyn_channels.layers import redis_channel_layer
-SECRET_KEY = "x"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "channels", "ravyn_channels"]
-DATABASES = {}
-ROOT_URLCONF = "ravyn_channels.standalone"
-CHANNEL_LAYERS = {"default": redis_channel_layer(%(url)r, pubsub=%(pubsub)r, prefix=%(prefix)r)}
-RAVYN_CHANNELS = {"AUTODISCOVER": []}
-'''
-
-
 def redis_settings(tmp_path: Path, url: str, pubsub: bool) -> tuple[dict[str, str], str]:
-    prefix = f"rc-rel-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "rel_settings.py").write_text(REDIS_SETTINGS % {"url": url, "pubsub": pubsub, "prefix": prefix})
+    prefix = write_redis_settings(tmp_path, url, pubsub)
     return {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}, prefix
 
 
@@ -69,7 +55,7 @@ async def test_ten_thousand_cycles_leave_no_tasks_memory_or_members(
     import redis
 
     env, prefix = redis_settings(tmp_path, REDIS_URL, pubsub=False)
-    server = start_server(APP, settings="rel_settings", env=env)
+    server = start_server(APP, settings="redis_settings", env=env)
 
     async def cycles(count: int) -> None:
         for batch in range(0, count, 50):
@@ -190,8 +176,8 @@ async def test_redis_restart_recovers_without_restarting_daphne(
     redis_proc = start_redis(port, tmp_path)
     try:
         env, _ = redis_settings(tmp_path, f"redis://127.0.0.1:{port}/0", pubsub)
-        a = start_server(APP, settings="rel_settings", env=env)
-        b = start_server(APP, settings="rel_settings", env=env)
+        a = start_server(APP, settings="redis_settings", env=env)
+        b = start_server(APP, settings="redis_settings", env=env)
         async with ws_connect(f"{a.ws}/room/r") as on_a, ws_connect(f"{b.ws}/room/r") as on_b:
             await asyncio.sleep(0.3)
             await on_a.send("say:before")
