@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import status
 from .manager import ConnectionManager
+from .presence import Member, OnlineUser
 from .routing import WebSocketRoute, websocket
 from .websocket import WebSocket, WebSocketDisconnect, WebSocketPayloadError, WebSocketState
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionManager",
+    "Member",
+    "OnlineUser",
     "Ravyn",
     "WebSocket",
     "WebSocketDisconnect",

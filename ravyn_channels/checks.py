@@ -6,15 +6,15 @@ from typing import Any
 
 from django.core.checks import Error, Warning, register
 
-from .conf import unknown_keys
+from .conf import get_settings, unknown_keys
 
 __all__ = ["check_settings"]
 
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
-    """``ravyn_channels.W001``: unknown keys in ``RAVYN_CHANNELS``."""
-    return [
+    """``ravyn_channels.W001``: unknown keys in ``RAVYN_CHANNELS``; ``E001``: a bad ``PRESENCE_TTL``."""
+    found: list[Warning | Error] = [
         Warning(
             f"RAVYN_CHANNELS has an unknown key {key!r}; it is ignored.",
             hint="See the README's Settings table for the keys ravyn_channels reads.",
@@ -22,3 +22,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
         )
         for key in unknown_keys()
     ]
+    ttl = get_settings().PRESENCE_TTL
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+        found.append(
+            Error(
+                f"RAVYN_CHANNELS['PRESENCE_TTL'] must be a positive number of seconds, got {ttl!r}.",
+                hint="Use e.g. 30 (the default): crashed processes' connections leave presence within that time.",
+                id="ravyn_channels.E001",
+            )
+        )
+    return found

@@ -54,6 +54,11 @@ class Settings:
     #: Let daphne send every RFC close code (1001, 1003, 1007-1014) and 1009 on
     #: oversized frames; when ``False``, those codes are mirrored to 4000 + (code - 1000).
     PATCH_DAPHNE: bool = True
+    #: Presence (``ConnectionManager(presence=True)``): seconds within which the
+    #: connections of a process that died without closing them (SIGKILL, power
+    #: loss, lost network) leave ``count``/``members`` and are announced as left.
+    #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
+    PRESENCE_TTL: float = 30.0
 
 
 DEFAULTS = Settings()
