@@ -210,31 +210,40 @@ class Tracker:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            local = {group: list(members) for group, members in self.local.items() if members}
-            if not local:
-                continue
             try:
-                beats = await self.backend.beat(local)
-            except Exception as exc:
-                self._fail("heartbeat", exc)
-                continue
-            if self._failing:
-                self._failing = False
-                logger.info("Presence store reachable again; heartbeats resumed.")
-            lost: dict[str, dict[str, Info]] = {}
-            for group, beat in beats.items():
-                if beat.left:
-                    await self._announce(group, beat.seq, {}, beat.left)
-                room = self.rooms.get(group)
-                if room is not None and beat.current > room.expect:
-                    room.expect = beat.current
-                    self._watch(room)
-                members = self.local.get(group, {})
-                missing = {cid: members[cid] for cid in beat.missing if cid in members}
-                if missing:
-                    lost[group] = missing
-            if lost:  # forgotten while this process was away from Redis (or Redis lost its data)
-                await self._join(lost)
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Presence heartbeat failed")
+
+    async def beat(self) -> None:
+        """Keep this process's members alive, announce expired ones, bring back lost ones."""
+        local = {group: list(members) for group, members in self.local.items() if members}
+        if not local:
+            return
+        try:
+            beats = await self.backend.beat(local)
+        except Exception as exc:
+            self._fail("heartbeat", exc)
+            return
+        if self._failing:
+            self._failing = False
+            logger.info("Presence store reachable again; heartbeats resumed.")
+        lost: dict[str, dict[str, Info]] = {}
+        for group, beat in beats.items():
+            if beat.left:
+                await self._announce(group, beat.seq, {}, beat.left)
+            room = self.rooms.get(group)
+            if room is not None and beat.current > room.expect:
+                room.expect = beat.current
+                self._watch(room)
+            members = self.local.get(group, {})
+            missing = {cid: members[cid] for cid in beat.missing if cid in members}
+            if missing:
+                lost[group] = missing
+        if lost:  # forgotten while this process was away from Redis (or Redis lost its data)
+            await self._join(lost)
 
     def _fail(self, what: str, exc: Exception) -> None:
         if self._failing:

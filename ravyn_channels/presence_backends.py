@@ -148,12 +148,14 @@ def open_backend(layer: Any, lifetime: float) -> PresenceBackend:
             if store is None:
                 store = _memory[layer] = MemoryPresence()
         return store
-    kind = type(layer)
-    if kind.__module__ == "channels_redis.core":
-        hosts, prefix = list(layer.hosts), str(layer.prefix)
-    elif kind.__module__ == "channels_redis.pubsub":
-        from channels_redis.utils import decode_hosts
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+    from channels_redis.utils import decode_hosts
 
+    kind = type(layer)
+    if isinstance(layer, RedisChannelLayer):
+        hosts, prefix = list(layer.hosts), str(layer.prefix)
+    elif isinstance(layer, RedisPubSubChannelLayer):
         kwargs = dict(layer._kwargs)
         if layer._args:
             kwargs.setdefault("hosts", layer._args[0])

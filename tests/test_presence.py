@@ -332,6 +332,30 @@ async def test_send_to_user_explains_bad_users(bad: Any) -> None:
         await pm.send_to_user(bad, "x")
 
 
+# -- manage.py ws_presence -------------------------------------------------------------------
+
+
+async def test_ws_presence_command() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    r = room()
+    async with connect(room_socket, f"/p/{r}?nick=ada", scope=as_user(41, "ada")) as ws:
+        ident = await ready(ws)
+        out, err = StringIO(), StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", r, stdout=out, stderr=err)
+        assert out.getvalue().startswith(f"1 connection in room {r!r}\n")
+        assert f"{ident}  ada (id 41)  joined " in out.getvalue() and '{"nick": "ada"}' in out.getvalue()
+        assert "in-memory channel layer lives inside each server process" in err.getvalue()
+        out = StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", "--json", stdout=out, stderr=StringIO())
+        assert json.loads(out.getvalue())[group_name(r)] == 1
+        out = StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", "--manager", "tests.presence", "--json", stdout=out)
+        assert ident in [row["connection_id"] for row in json.loads(out.getvalue())]
+
+
 # -- settings, layers ------------------------------------------------------------------------
 
 
