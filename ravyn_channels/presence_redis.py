@@ -33,6 +33,8 @@ __all__ = ["RedisPresence"]
 #: Expired members one heartbeat removes per group (the rest go at the next beat;
 #: ``count`` ignores them already).
 SWEEP_BATCH = 1000
+#: Groups one script call handles (a heartbeat over more rooms takes several calls).
+GROUPS_PER_CALL = 100
 
 _PRELUDE = """
 local t = redis.call('TIME')
@@ -131,15 +133,23 @@ for g = 1, #KEYS, 3 do
   local seq = 0
   if #left > 0 then seq = nextseq(s) end
   local n = tonumber(ARGV[pos])
-  pos = pos + 1
+  local first, last = pos + 1, pos + n
+  pos = last + 1
+  -- Push every member's expiry forward in batches; when fewer changed than were
+  -- sent, find the ones the store no longer has.
+  local changed, batch = 0, {}
+  for i = first, last do
+    batch[#batch + 1] = now + life
+    batch[#batch + 1] = ARGV[i]
+    if #batch >= 1000 or i == last then
+      changed = changed + redis.call('ZADD', z, 'XX', 'CH', unpack(batch))
+      batch = {}
+    end
+  end
   local missing = {}
-  for _ = 1, n do
-    local cid = ARGV[pos]
-    pos = pos + 1
-    if redis.call('ZSCORE', z, cid) then
-      redis.call('ZADD', z, 'XX', now + life, cid)
-    else
-      missing[#missing + 1] = cid
+  if changed < n then
+    for i = first, last do
+      if not redis.call('ZSCORE', z, ARGV[i]) then missing[#missing + 1] = ARGV[i] end
     end
   end
   settle(z, h, s)
@@ -245,22 +255,26 @@ class RedisPresence(PresenceBackend):
         return shards
 
     async def _run(self, script: Any, groups: Collection[str], args: Any, head: Sequence[Any] = ()) -> list[Any]:
-        """Run ``script`` once per host over ``groups``; results come back in ``groups`` order."""
-        shards = self._by_host(groups)
+        """Run ``script`` over ``groups``, hosts in parallel; results come back in ``groups`` order.
 
-        async def one(index: int, names: list[str]) -> list[Any]:
-            keys = [key for group in names for key in self.keys(group)]
-            argv: list[Any] = [self.life_ms, *head]
-            for group in names:
-                argv.extend(args(group))
-            return list(await script(keys=keys, args=argv, client=self._clients[index]))
-
-        replies = await asyncio.gather(*(one(i, names) for i, names in shards.items()))
+        Each call covers at most ``GROUPS_PER_CALL`` groups, so that a process with
+        many rooms does not hold Redis (scripts are atomic) for long at a time.
+        """
         per_group: dict[str, list[Any]] = {}
-        for names, reply in zip(shards.values(), replies, strict=True):
-            width = len(reply) // len(names)
-            for j, group in enumerate(names):
-                per_group[group] = reply[j * width : (j + 1) * width]
+
+        async def host(index: int, names: list[str]) -> None:
+            for start in range(0, len(names), GROUPS_PER_CALL):
+                chunk = names[start : start + GROUPS_PER_CALL]
+                keys = [key for group in chunk for key in self.keys(group)]
+                argv: list[Any] = [self.life_ms, *head]
+                for group in chunk:
+                    argv.extend(args(group))
+                reply = list(await script(keys=keys, args=argv, client=self._clients[index]))
+                width = len(reply) // len(chunk)
+                for j, group in enumerate(chunk):
+                    per_group[group] = reply[j * width : (j + 1) * width]
+
+        await asyncio.gather(*(host(i, names) for i, names in self._by_host(groups).items()))
         return [per_group[group] for group in groups]
 
     async def join(self, changes: Mapping[str, Mapping[str, Info]]) -> dict[str, Change]:

@@ -103,7 +103,7 @@ async def test_rooms_are_spread_over_several_hosts(prefix: str) -> None:
     base = REDIS_URL.rsplit("/", 1)[0]
     s = store(prefix, f"{base}/0", f"{base}/1")  # two "hosts": two databases of one server
     try:
-        groups = {f"room{i}": {f"c{i}": {"meta": {"i": i}}} for i in range(20)}
+        groups = {f"room{i}": {f"c{i}": {"meta": {"i": i}}} for i in range(250)}  # several calls per host
         joined = await s.join(groups)
         assert all(change.seq for change in joined.values())
         assert await s.groups() == dict.fromkeys(groups, 1)
