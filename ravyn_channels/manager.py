@@ -10,7 +10,7 @@ message per process, not one per client; the members themselves live in each
 process's memory and leave when their connection ends, however it ends.
 
 With ``presence=True`` a manager also records its members in a shared store
-(``presence.py``), so ``count``/``members``/``users`` answer for the whole
+(``ravyn_channels.presence``), so ``count``/``members``/``users`` answer for the whole
 cluster; ``send_to_user`` is one ``ravyn.user`` event per process.
 """
 
@@ -25,15 +25,16 @@ import re
 import sys
 import unicodedata
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from .conf import get_settings
-from .presence import PRESENCE, Member, OnlineUser, PresenceCallback, Tracker, presence_info, timings, user_key
-from .presence_backends import PresenceBackend, open_backend
+from .presence import PRESENCE, PresenceCallback, PresenceMixin, presence_info, timings, user_key
+from .presence.store import open_backend
+from .presence.tracker import Tracker
 from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["BroadcastMixin", "ConnectionManager", "broadcast_event", "group_name"]
@@ -46,8 +47,6 @@ MAINTENANCE_INTERVAL = 2.0
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
 USER = "ravyn.user"
-
-_T = TypeVar("_T")
 
 _VALID_GROUP = re.compile(r"^[a-zA-Z\d\-_.]+$")
 _SLUG_JUNK = re.compile(r"[^a-zA-Z\d\-_]+")
@@ -301,7 +300,7 @@ async def _hub(alias: str) -> _Hub:
 _names: dict[str, itertools.count[int]] = {}
 
 
-class ConnectionManager:
+class ConnectionManager(PresenceMixin):
     """Rooms of websockets that span every process sharing the channel layer.
 
     ``name`` identifies the manager across processes (its default room is
@@ -527,54 +526,6 @@ class ConnectionManager:
         except Exception as exc:
             logger.error("Message to user %s reached this process only: the channel layer failed (%r).", user_id, exc)
 
-    # -- presence (ConnectionManager(presence=True)) --------------------------------------
-
-    async def count(self, room: str | None = None) -> int:
-        """How many connections are in ``room`` (``None``: in this manager), on every process."""
-        name = self.group_name(room)
-        return await self._read_presence(lambda store: store.count(name))
-
-    async def members(self, room: str | None = None) -> list[Member]:
-        """The connections in ``room`` (``None``: in this manager), on every process, oldest first."""
-        name = self.group_name(room)
-        _, found = await self._read_presence(lambda store: store.state(name))
-        return sorted(
-            (Member.from_info(cid, info) for cid, info in found.items()), key=lambda m: (m.joined_at, m.connection_id)
-        )
-
-    async def users(self, room: str | None = None) -> list[OnlineUser]:
-        """The distinct logged-in users in ``room`` (anonymous connections are not users), by username."""
-        by_user: dict[str, tuple[str, list[str]]] = {}
-        for member in await self.members(room):
-            if member.user_id is not None:
-                entry = by_user.setdefault(member.user_id, (member.username or "", []))
-                entry[1].append(member.connection_id)
-        return sorted(
-            (OnlineUser(uid, name, tuple(ids)) for uid, (name, ids) in by_user.items()),
-            key=lambda u: (u.username, u.user_id),
-        )
-
-    def _require_presence(self, what: str) -> None:
-        if not self.presence:
-            raise RuntimeError(
-                f"{what} needs presence: create the manager with ConnectionManager({self.name!r}, presence=True) "
-                "(the same name and flag where sockets connect and where you read)."
-            )
-
-    async def _read_presence(self, read: Callable[[PresenceBackend], Awaitable[_T]]) -> _T:
-        self._require_presence("count(), members() and users()")
-        hub = self._current_hub()
-        if hub is not None and hub.presence is not None:
-            return await read(hub.presence.backend)
-        layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
-        if layer is None:
-            raise RuntimeError("Presence needs a channel layer: CHANNEL_LAYERS has none for this manager.")
-        store = open_backend(layer, timings(get_settings().PRESENCE_TTL)[0])
-        try:
-            return await read(store)
-        finally:
-            await store.aclose()
-
     # -- from sync code (views, signals, commands, workers) -------------------------------
 
     async def _group_send(self, message: Any, group: str | None) -> None:
@@ -601,18 +552,6 @@ class ConnectionManager:
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.group_send)(self._all, event)
-
-    def count_sync(self, room: str | None = None) -> int:
-        """``count`` for sync code (views, management commands)."""
-        return async_to_sync(self.count)(room)
-
-    def members_sync(self, room: str | None = None) -> list[Member]:
-        """``members`` for sync code."""
-        return async_to_sync(self.members)(room)
-
-    def users_sync(self, room: str | None = None) -> list[OnlineUser]:
-        """``users`` for sync code."""
-        return async_to_sync(self.users)(room)
 
 
 def _json_copy(meta: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from django.test import override_settings
 from ravyn_channels import ConnectionManager, Member, OnlineUser, WebSocket, websocket
 from ravyn_channels.conf import get_settings
 from ravyn_channels.manager import _hub, group_name
-from ravyn_channels.presence import GAP_WAIT, PRESENCE, timings
+from ravyn_channels.presence import PRESENCE, timings
+from ravyn_channels.presence.tracker import GAP_WAIT
 from ravyn_channels.testing import connect
 
 pytestmark = pytest.mark.django_db
@@ -374,7 +375,7 @@ def test_bad_ttl_is_a_system_check_error() -> None:
 
 
 async def test_unsupported_layer_is_explained() -> None:
-    from ravyn_channels.presence_backends import open_backend
+    from ravyn_channels.presence.store import open_backend
 
     with pytest.raises(RuntimeError, match="Presence needs a channels-redis layer"):
         open_backend(object(), 1.0)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from ravyn_channels.presence_redis import RedisPresence
+from ravyn_channels.presence.redis_store import RedisPresence
 
 from .conftest import REDIS_URL
 

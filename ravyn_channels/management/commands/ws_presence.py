@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ravyn_channels.conf import get_settings
 from ravyn_channels.manager import ConnectionManager, group_name
 from ravyn_channels.presence import Member, timings
-from ravyn_channels.presence_backends import Info, PresenceBackend, open_backend
+from ravyn_channels.presence.store import Info, PresenceBackend, open_backend
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 A store holds, per Channels group, the members present (connection id -> info,
 a JSON-ready dict) and a sequence number that grows by one with every change,
 so that processes can put the changes of a room in order. The Redis store
-(``presence_redis``) is shared by every process on the channel layer's Redis
+(``redis_store``) is shared by every process on the channel layer's Redis
 and forgets members whose process stopped heartbeating; the in-memory store
 serves the single process of an ``InMemoryChannelLayer``.
 """
@@ -166,6 +166,6 @@ def open_backend(layer: Any, lifetime: float) -> PresenceBackend:
             f"process); CHANNEL_LAYERS has {kind.__module__}.{kind.__qualname__}. Use "
             "ravyn_channels.layers.redis_channel_layer(url) or create the manager without presence=True."
         )
-    from .presence_redis import RedisPresence
+    from .redis_store import RedisPresence
 
     return RedisPresence(hosts, prefix, lifetime)

@@ -26,7 +26,7 @@ from typing import Any
 from channels_redis.utils import _consistent_hash, create_pool
 from redis import asyncio as aioredis
 
-from .presence_backends import Beat, Change, Info, PresenceBackend
+from .store import Beat, Change, Info, PresenceBackend
 
 __all__ = ["RedisPresence"]
 

@@ -1,13 +1,12 @@
-"""Presence: who is in a room, on every process, kept right when processes crash.
+"""The per-process part of presence: one ``Tracker`` per event loop and channel layer.
 
-``ConnectionManager(presence=True)`` records each connection in a shared store
-(``presence_backends``: Redis for channels-redis, memory for the in-memory
-layer) for every room it joins. This module is the per-process part: a
-``Tracker`` per event loop and channel layer keeps this process's members
-alive with heartbeats, announces each change once (to the room's Channels
-group, as a ``ravyn.presence`` event numbered by the room's sequence), and
-feeds subscribed sockets ``presence_state`` then ``presence_diff`` frames in
-sequence order, repairing any gap from the store.
+It keeps this process's members alive in the store with heartbeats (every
+TTL/4), removes and announces members whose process stopped heartbeating,
+announces each join and leave once (a ``ravyn.presence`` event to the room's
+Channels group, numbered by the room's sequence), and feeds subscribed
+sockets ``presence_state`` then ``presence_diff`` frames in sequence order:
+one task writes every frame, holding changes that arrive early and reloading
+a room from the store when a change never arrives.
 """
 
 from __future__ import annotations
@@ -15,19 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
-from .presence_backends import Info, PresenceBackend
-from .websocket import WebSocket, WebSocketDisconnect, WebSocketState
+from ..websocket import WebSocket, WebSocketDisconnect, WebSocketState
+from . import PRESENCE, PresenceCallback, timings
+from .store import Info, PresenceBackend
 
-__all__ = ["PRESENCE", "Member", "OnlineUser", "PresenceCallback", "Tracker", "identify", "timings", "user_key"]
+__all__ = ["GAP_WAIT", "Tracker"]
 
 logger = logging.getLogger("ravyn_channels")
-
-PRESENCE = "ravyn.presence"
 
 #: Seconds a subscribed room may stay behind (a change numbered but not received) before it is reloaded.
 GAP_WAIT = 1.0
@@ -35,83 +32,6 @@ GAP_WAIT = 1.0
 RETRY = 2.0
 #: Out-of-order changes held per room before it is reloaded at once.
 MAX_PENDING = 1000
-
-#: Receives ``presence_state`` and ``presence_diff`` dicts instead of JSON frames.
-PresenceCallback = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def timings(ttl: float) -> tuple[float, float]:
-    """``(member lifetime, heartbeat interval)`` for ``PRESENCE_TTL``: 3/4 and 1/4 of it.
-
-    A crashed process's members leave ``count``/``members`` at most 3/4·TTL after
-    its last heartbeat, and another process's next heartbeat (1/4·TTL later at
-    most) announces the leave: both within TTL. A live process may miss two
-    heartbeats in a row before its members expire.
-    """
-    if not isinstance(ttl, (int, float)) or ttl <= 0:
-        raise ValueError(f"PRESENCE_TTL must be a positive number of seconds, got {ttl!r}.")
-    return ttl * 0.75, ttl / 4
-
-
-@dataclass(frozen=True)
-class Member:
-    """One connection present in a room."""
-
-    connection_id: str
-    #: ``str(pk)`` of the logged-in Django user; ``None`` for anonymous connections.
-    user_id: str | None
-    #: ``user.get_username()``; ``None`` for anonymous connections.
-    username: str | None
-    #: Unix time (seconds) when the connection joined the room.
-    joined_at: float
-    #: The JSON data given to ``connect(..., meta=...)``.
-    meta: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    @classmethod
-    def from_info(cls, connection_id: str, info: Info) -> Member:
-        meta = info.get("meta")
-        return cls(
-            connection_id,
-            info.get("user_id"),
-            info.get("username"),
-            float(info.get("joined_at") or 0.0),
-            meta if isinstance(meta, dict) else {},
-        )
-
-
-@dataclass(frozen=True)
-class OnlineUser:
-    """A logged-in user present in a room, with their connections there."""
-
-    user_id: str
-    username: str
-    connection_ids: tuple[str, ...]
-
-
-def identify(user: Any) -> tuple[str | None, str | None]:
-    """``(user_id, username)`` of a scope's user; ``(None, None)`` when anonymous."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None, None
-    pk = getattr(user, "pk", None)
-    if pk is None:
-        return None, None
-    get_username = getattr(user, "get_username", None)
-    return str(pk), str(get_username() if callable(get_username) else user)
-
-
-def user_key(user: Any) -> str:
-    """The user id ``send_to_user`` looks for: a user object's ``pk``, or a ``pk`` given as is."""
-    if isinstance(user, bool) or user is None:
-        raise TypeError(f"send_to_user() needs a user or a user's pk, got {user!r}.")
-    if isinstance(user, (int, str)) or type(user).__name__ == "UUID":
-        return str(user)
-    pk = getattr(user, "pk", None)
-    if pk is None:
-        raise TypeError(
-            f"send_to_user() needs a logged-in user or a user's pk, got {user!r} (no pk: anonymous users "
-            "have no connections to find; send to a connection_id with send_personal_message)."
-        )
-    return str(pk)
 
 
 @dataclass(eq=False)
@@ -406,9 +326,3 @@ class Tracker:
             await ws.send({"type": "websocket.send", "text": frame[1]})
         except WebSocketDisconnect:
             pass
-
-
-def presence_info(ws: WebSocket, meta: dict[str, Any] | None) -> Info:
-    """What the store keeps about a connection in one room."""
-    user_id, username = identify(ws.scope.get("user"))
-    return {"user_id": user_id, "username": username, "joined_at": round(time.time(), 3), "meta": meta or {}}
