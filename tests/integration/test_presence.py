@@ -39,11 +39,17 @@ class Cluster:
     """Two daphne processes on one Redis prefix, and what a third process needs to join them."""
 
     def __init__(
-        self, tmp_path: Path, start_server: StartServer, pubsub: bool = True, redis_url: str = REDIS_URL, **config: Any
+        self,
+        tmp_path: Path,
+        start_server: StartServer,
+        pubsub: bool = True,
+        redis_url: str = REDIS_URL,
+        ttl: float = TTL,
+        **config: Any,
     ):
         self.prefix = f"rc-test-{uuid.uuid4().hex[:8]}"
         self.redis_url = redis_url
-        values = {"url": redis_url, "pubsub": pubsub, "prefix": self.prefix, "config": config, "ttl": TTL}
+        values = {"url": redis_url, "pubsub": pubsub, "prefix": self.prefix, "config": config, "ttl": ttl}
         (tmp_path / "presence_settings.py").write_text(SETTINGS % values)
         self.env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
         self.a = start_server(APP, settings="presence_settings", env=self.env)
@@ -204,6 +210,27 @@ async def test_sigkill_one_process_and_the_other_converges(
         for ws in victims:
             await ws.__aexit__(None, None, None)
     assert "Presence store unavailable" not in a.log()
+
+
+async def test_sigterm_announces_leaves_without_waiting_for_expiry(
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any
+) -> None:
+    cluster = Cluster(tmp_path, start_server, ttl=600.0)  # expiry cannot explain what follows
+    a, b = cluster.a, cluster.b
+    room = f"stop-{uuid.uuid4().hex[:6]}"
+    async with ws_connect(url(a, room, watch=1)) as watching, ws_connect(url(a, room)) as on_a:
+        watcher = Watcher(watching)
+        await watcher.start()
+        await cid(on_a)
+        leaving = [await ws_connect(url(b, room)).__aenter__() for _ in range(3)]
+        ids_b = [await cid(ws) for ws in leaving]
+        await watcher.until(lambda w: set(ids_b) <= set(w.members))
+        b.stop(signal.SIGTERM)  # daphne closes every client (1001); handlers and cleanups run
+        await watcher.until(lambda w: set(ids_b) <= set(w.left), timeout=10)
+        assert sorted(watcher.left) == sorted(ids_b)
+        assert await ask(on_a, "count") == {"count": 2}
+        for ws in leaving:
+            await ws.__aexit__(None, None, None)
 
 
 async def test_joins_and_leaves_reach_a_subscriber_on_the_other_process_once_and_in_order(
