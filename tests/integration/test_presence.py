@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,16 @@ class Watcher:
         self.seq = 0
 
     async def start(self) -> str:
+        """Read the state, then ask for this socket's id (diffs arriving meanwhile are checked too)."""
         state = await recv(self.ws)
         assert state["type"] == "presence_state"
         self.members, self.seq = dict(state["members"]), state["seq"]
-        return str(await cid(self.ws))
+        await self.ws.send("id")
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), 5)
+            if not raw.startswith("{"):
+                return str(raw)
+            self.take(json.loads(raw))
 
     async def until(self, done: Any, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -133,19 +140,22 @@ class Watcher:
                 frame = await recv(self.ws, max(0.1, deadline - time.monotonic()))
             except TimeoutError:
                 break
-            assert frame["type"] == "presence_diff", frame
-            if self.strict:
-                assert frame["seq"] == self.seq + 1, f"diff {frame['seq']} after {self.seq}"
-            assert frame["seq"] > self.seq, f"diff {frame['seq']} after {self.seq}"
-            self.seq = frame["seq"]
-            for c in frame["leaves"]:
-                assert c in self.members, f"{c} left without having joined"
-                del self.members[c]
-                self.left.append(c)
-            for c, info in frame["joins"].items():
-                assert c not in self.members, f"{c} joined twice"
-                self.members[c] = info
-                self.joined.append(c)
+            self.take(frame)
+
+    def take(self, frame: dict[str, Any]) -> None:
+        assert frame["type"] == "presence_diff", frame
+        if self.strict:
+            assert frame["seq"] == self.seq + 1, f"diff {frame['seq']} after {self.seq}"
+        assert frame["seq"] > self.seq, f"diff {frame['seq']} after {self.seq}"
+        self.seq = frame["seq"]
+        for c in frame["leaves"]:
+            assert c in self.members, f"{c} left without having joined"
+            del self.members[c]
+            self.left.append(c)
+        for c, info in frame["joins"].items():
+            assert c not in self.members, f"{c} joined twice"
+            self.members[c] = info
+            self.joined.append(c)
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -190,10 +200,12 @@ async def test_sigkill_one_process_and_the_other_converges(
     cluster = Cluster(tmp_path, start_server, pubsub=pubsub)
     a, b = cluster.a, cluster.b
     room = f"crash-{uuid.uuid4().hex[:6]}"
-    async with ws_connect(url(a, room, watch=1)) as watching, ws_connect(url(a, room)) as on_a:
+    async with AsyncExitStack() as stack:
+        watching = await stack.enter_async_context(ws_connect(url(a, room, watch=1)))
+        on_a = await stack.enter_async_context(ws_connect(url(a, room)))
         watcher = Watcher(watching)
         ids_a = [await watcher.start(), await cid(on_a)]
-        victims = [await ws_connect(url(b, room, nick=f"b{i}")).__aenter__() for i in range(3)]
+        victims = [await stack.enter_async_context(ws_connect(url(b, room, nick=f"b{i}"))) for i in range(3)]
         ids_b = [await cid(ws) for ws in victims]
         await watcher.until(lambda w: set(ids_b) <= set(w.members))
         assert await ask(on_a, "count") == {"count": 5}
@@ -207,8 +219,6 @@ async def test_sigkill_one_process_and_the_other_converges(
         assert sorted(watcher.left) == sorted(ids_b)  # each leave announced once
         assert sorted(watcher.members) == sorted(ids_a)
         print(f"SIGKILL -> count converged in {took:.2f}s, leaves announced in {announced:.2f}s (TTL {TTL}s)")
-        for ws in victims:
-            await ws.__aexit__(None, None, None)
     assert "Presence store unavailable" not in a.log()
 
 
@@ -218,19 +228,19 @@ async def test_sigterm_announces_leaves_without_waiting_for_expiry(
     cluster = Cluster(tmp_path, start_server, ttl=600.0)  # expiry cannot explain what follows
     a, b = cluster.a, cluster.b
     room = f"stop-{uuid.uuid4().hex[:6]}"
-    async with ws_connect(url(a, room, watch=1)) as watching, ws_connect(url(a, room)) as on_a:
+    async with AsyncExitStack() as stack:
+        watching = await stack.enter_async_context(ws_connect(url(a, room, watch=1)))
+        on_a = await stack.enter_async_context(ws_connect(url(a, room)))
         watcher = Watcher(watching)
         await watcher.start()
         await cid(on_a)
-        leaving = [await ws_connect(url(b, room)).__aenter__() for _ in range(3)]
+        leaving = [await stack.enter_async_context(ws_connect(url(b, room))) for _ in range(3)]
         ids_b = [await cid(ws) for ws in leaving]
         await watcher.until(lambda w: set(ids_b) <= set(w.members))
         b.stop(signal.SIGTERM)  # daphne closes every client (1001); handlers and cleanups run
         await watcher.until(lambda w: set(ids_b) <= set(w.left), timeout=10)
         assert sorted(watcher.left) == sorted(ids_b)
         assert await ask(on_a, "count") == {"count": 2}
-        for ws in leaving:
-            await ws.__aexit__(None, None, None)
 
 
 async def test_joins_and_leaves_reach_a_subscriber_on_the_other_process_once_and_in_order(
