@@ -74,6 +74,8 @@ RAVYN_CHANNELS = {"AUTODISCOVER": []}
 '''
 
 MODES = ("off", "on", "on+watch")
+#: Seconds every mode waits, once its clients are quiet, before the burst.
+SETTLE = 2.0
 
 
 def free_port() -> int:
@@ -143,6 +145,7 @@ async def fan_out(servers: list[Daphne], clients: int, messages: int) -> float:
         for ws in sockets:
             await ping(ws)
         await asyncio.gather(*(quiet(ws) for ws in sockets))  # the joins' presence frames have gone by
+        await asyncio.sleep(SETTLE)  # the same idle time for every mode before the burst
 
         async def drain(ws: Any) -> None:
             got = 0
