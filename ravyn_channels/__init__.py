@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import status
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
+from .presence import Member, OnlineUser
 from .routing import WebSocketRoute, websocket
 from .websocket import WebSocket, WebSocketDisconnect, WebSocketException, WebSocketPayloadError, WebSocketState
 
@@ -22,6 +23,8 @@ __all__ = [
     "Cookie",
     "Header",
     "Inject",
+    "Member",
+    "OnlineUser",
     "Query",
     "Ravyn",
     "WebSocket",

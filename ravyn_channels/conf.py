@@ -56,6 +56,11 @@ class Settings:
     PATCH_DAPHNE: bool = True
     #: Seconds a token from ``ravyn_channels.auth.issue_token`` stays valid.
     TOKEN_MAX_AGE: float = 300.0
+    #: Presence (``ConnectionManager(presence=True)``): seconds within which the
+    #: connections of a process that died without closing them (SIGKILL, power
+    #: loss, lost network) leave ``count``/``members`` and are announced as left.
+    #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
+    PRESENCE_TTL: float = 30.0
 
 
 DEFAULTS = Settings()

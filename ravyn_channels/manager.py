@@ -8,6 +8,10 @@ process delivers it to its own members, and plain Channels consumers in the
 group (see ``BroadcastMixin``) receive it too. So the layer carries one
 message per process, not one per client; the members themselves live in each
 process's memory and leave when their connection ends, however it ends.
+
+With ``presence=True`` a manager also records its members in a shared store
+(``ravyn_channels.presence``), so ``count``/``members``/``users`` answer for the whole
+cluster; ``send_to_user`` is one ``ravyn.user`` event per process.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from .conf import get_settings
+from .presence import PRESENCE, PresenceCallback, PresenceMixin, presence_info, timings, user_key
+from .presence.store import open_backend
+from .presence.tracker import Tracker
 from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["BroadcastMixin", "ConnectionManager", "broadcast_event", "group_name"]
@@ -39,6 +46,7 @@ MAINTENANCE_INTERVAL = 2.0
 
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
+USER = "ravyn.user"
 
 _VALID_GROUP = re.compile(r"^[a-zA-Z\d\-_.]+$")
 _SLUG_JUNK = re.compile(r"[^a-zA-Z\d\-_]+")
@@ -98,6 +106,9 @@ class BroadcastMixin:
     async def ravyn_broadcast(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event.get("text"), bytes_data=event.get("bytes"))  # type: ignore[attr-defined]
 
+    async def ravyn_presence(self, event: dict[str, Any]) -> None:
+        """Presence changes of the room (``ConnectionManager(presence=True)``): ignored here."""
+
 
 class _Hub:
     """This process's presence on one channel layer (one per event loop and layer alias)."""
@@ -113,6 +124,10 @@ class _Hub:
         self.reader: asyncio.Task[None] | None = None
         self.maintainer: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
+        #: Presence on this layer (created by the first manager with ``presence=True``).
+        self.presence: Tracker | None = None
+        #: manager group -> user id -> this process's sockets of that user (for ``send_to_user``).
+        self.by_user: dict[str, dict[str, dict[WebSocket, None]]] = {}
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel()
@@ -159,12 +174,36 @@ class _Hub:
         if not lock.locked() and group not in self.members:
             self.locks.pop(group, None)
 
+    def tracker(self) -> Tracker:
+        """This process's presence on the layer, started on first use."""
+        if self.presence is None:
+            ttl = get_settings().PRESENCE_TTL
+            self.presence = Tracker(self.layer, self.channel, open_backend(self.layer, timings(ttl)[0]), ttl)
+        return self.presence
+
     async def _maintain(self) -> None:
-        """Retry joins that failed while the layer was down."""
+        """Retry joins that failed while the layer was down; renew memberships before ``group_expiry``.
+
+        Layers that expire group memberships (channels-redis's ``RedisChannelLayer``,
+        the in-memory layer; 24 h by default) would otherwise stop sending a room's
+        messages to a process that has been in it that long.
+        """
+        expiry = getattr(self.layer, "group_expiry", None)
+        renew = expiry / 3 if isinstance(expiry, (int, float)) and expiry > 0 else None
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            await asyncio.sleep(MAINTENANCE_INTERVAL if renew is None else min(MAINTENANCE_INTERVAL, renew))
             for group in [g for g in self.members if g not in self.joined]:
                 await self._reconcile(group)
+            if renew is not None and loop.time() - renewed >= renew:
+                renewed = loop.time()
+                for group in [g for g in self.joined if g in self.members]:
+                    try:
+                        await self.layer.group_add(group, self.channel)
+                    except Exception as exc:
+                        logger.error("Could not renew room group %r (%r); will retry", group, exc)
+                        self.joined.discard(group)
 
     async def deliver(self, group: str, frame: dict[str, Any], exclude: Iterable[WebSocket] = ()) -> int:
         """Send a frame to this process's members of ``group``; returns how many got it."""
@@ -215,6 +254,12 @@ class _Hub:
             ws = self.by_id.get(event.get("to", ""))
             if ws is not None:
                 await self.deliver_one(ws, frame)
+        elif kind == PRESENCE:
+            if self.presence is not None and event.get("origin") != self.channel:
+                self.presence.receive(event)
+        elif kind == USER:
+            if event.get("origin") != self.channel:
+                await self.deliver_user(event.get("group", ""), event.get("user", ""), frame)
         else:
             logger.debug("Ignored layer event %r on %s", kind, self.channel)
 
@@ -223,6 +268,12 @@ class _Hub:
             await ws.send({"type": "websocket.send", **frame})
         except WebSocketDisconnect:
             pass
+
+    async def deliver_user(self, group: str, user_id: str, frame: dict[str, Any]) -> None:
+        """Send a frame to this process's sockets of ``user_id`` in a manager's ``group``."""
+        for ws in list(self.by_user.get(group, {}).get(user_id, ())):
+            if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+                await self.deliver_one(ws, frame)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Hub]] = weakref.WeakKeyDictionary()
@@ -249,16 +300,18 @@ async def _hub(alias: str) -> _Hub:
 _names: dict[str, itertools.count[int]] = {}
 
 
-class ConnectionManager:
+class ConnectionManager(PresenceMixin):
     """Rooms of websockets that span every process sharing the channel layer.
 
     ``name`` identifies the manager across processes (its default room is
     shared by managers of the same name); it defaults to the module that
     creates it. ``layer`` is the ``CHANNEL_LAYERS`` alias (default:
-    ``RAVYN_CHANNELS["CHANNEL_LAYER"]``).
+    ``RAVYN_CHANNELS["CHANNEL_LAYER"]``). ``presence=True`` records every
+    connection in a store shared by all processes, for ``count``, ``members``,
+    ``users`` and presence events (see the README's "Presence").
     """
 
-    def __init__(self, name: str | None = None, *, layer: str | None = None):
+    def __init__(self, name: str | None = None, *, layer: str | None = None, presence: bool = False):
         if name is None:
             module = sys._getframe(1).f_globals.get("__name__", "__main__")
             index = next(_names.setdefault(module, itertools.count()))
@@ -267,6 +320,9 @@ class ConnectionManager:
         self._layer_alias = layer
         self._all = f"ravyn.all.{_digest('manager:' + name)}"
         self._local: dict[WebSocket, set[str]] = {}
+        self.presence = presence
+        self._meta: dict[WebSocket, dict[str, Any]] = {}
+        self._user_ids: dict[WebSocket, str] = {}
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.name!r} local={len(self._local)}>"
@@ -285,8 +341,26 @@ class ConnectionManager:
 
     # -- membership -----------------------------------------------------------------------
 
-    async def connect(self, websocket: WebSocket, group: str | None = None) -> None:
-        """Accept ``websocket`` if needed and add it to this manager (and to ``group``)."""
+    async def connect(
+        self,
+        websocket: WebSocket,
+        group: str | None = None,
+        *,
+        meta: dict[str, Any] | None = None,
+        presence: bool | PresenceCallback = False,
+    ) -> None:
+        """Accept ``websocket`` if needed and add it to this manager (and to ``group``).
+
+        With ``ConnectionManager(presence=True)``: ``meta`` (JSON data) is kept with
+        the connection in ``members()``; ``presence=True`` sends this socket the
+        room's ``presence_state`` and then a ``presence_diff`` per change, as JSON
+        text frames (``group=None``: everyone in this manager); an async callable
+        instead receives those dicts.
+        """
+        if meta is not None or presence is not False:
+            self._require_presence("connect(meta=..., presence=...)")
+            if meta is not None:
+                meta = _json_copy(meta)
         if websocket.application_state is WebSocketState.CONNECTING:
             await websocket.accept()
         hub = await self._hub()
@@ -298,10 +372,38 @@ class ConnectionManager:
             consumer = websocket.consumer
             if consumer is not None:
                 consumer.on_close(lambda: self._forget(websocket))
+            user = websocket.scope.get("user")
+            if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "pk", None) is not None:
+                user_id = self._user_ids[websocket] = str(user.pk)
+                hub.by_user.setdefault(self._all, {}).setdefault(user_id, {})[websocket] = None
+        joined = []
         for name in (self._all, *(() if group is None else (group_name(group),))):
             if name not in groups:
                 groups.add(name)
                 await hub.join(name, websocket)
+                joined.append(name)
+        if self.presence:
+            await self._track(hub, websocket, joined, group, meta, presence)
+
+    async def _track(
+        self,
+        hub: _Hub,
+        websocket: WebSocket,
+        joined: list[str],
+        group: str | None,
+        meta: dict[str, Any] | None,
+        presence: bool | PresenceCallback,
+    ) -> None:
+        tracker = hub.tracker()
+        if meta is not None:
+            self._meta[websocket] = meta
+        cid = websocket.connection_id or ""
+        if joined and websocket in self._local:
+            info = presence_info(websocket, self._meta.get(websocket))
+            await tracker.track(cid, {name: dict(info) for name in joined})
+        if presence is not False and websocket in self._local:
+            callback = None if presence is True else presence
+            await tracker.subscribe(websocket, self.group_name(group), group, callback)
 
     def disconnect(self, websocket: WebSocket, group: str | None = None) -> Awaitable[None]:
         """Remove ``websocket`` (from ``group`` only, if given). Works with or without ``await``.
@@ -315,6 +417,10 @@ class ConnectionManager:
         if group is None:
             leaving = set(groups)
             del self._local[websocket]
+            self._meta.pop(websocket, None)
+            user_id = self._user_ids.pop(websocket, None)
+            if user_id is not None:
+                self._forget_user(websocket, user_id)
         else:
             name = group_name(group)
             leaving = {name} & groups
@@ -328,11 +434,25 @@ class ConnectionManager:
             members = hub.members.get(name)
             if members is not None:
                 members.pop(websocket, None)
-        return asyncio.ensure_future(self._leave(hub, websocket, leaving))
+        tracked: list[str] = []
+        if hub.presence is not None and self.presence:
+            tracked = hub.presence.untrack(websocket, websocket.connection_id or "", leaving)
+        return asyncio.ensure_future(self._leave(hub, websocket, leaving, tracked))
 
-    async def _leave(self, hub: _Hub, websocket: WebSocket, groups: set[str]) -> None:
+    async def _leave(self, hub: _Hub, websocket: WebSocket, groups: set[str], tracked: list[str]) -> None:
+        if tracked and hub.presence is not None:
+            await hub.presence.leave(websocket.connection_id or "", tracked)
         for name in groups:
             await hub.leave(name, websocket)
+
+    def _forget_user(self, websocket: WebSocket, user_id: str) -> None:
+        hub = self._current_hub()
+        users = hub.by_user.get(self._all) if hub is not None else None
+        sockets = users.get(user_id) if users is not None else None
+        if users is not None and sockets is not None:
+            sockets.pop(websocket, None)
+            if not sockets:
+                del users[user_id]
 
     async def _forget(self, websocket: WebSocket) -> None:
         await self.disconnect(websocket)
@@ -388,6 +508,24 @@ class ConnectionManager:
         else:
             raise ValueError(f"{websocket!r} is not a connection_id (WebSocket.connection_id).")
 
+    async def send_to_user(self, user: Any, message: Any) -> None:
+        """Send ``message`` to every connection of ``user`` through this manager, on every process.
+
+        ``user`` is a Django user (its ``pk``) or a ``pk`` (int, str or UUID). A
+        user's connections are those whose ``websocket.user`` was that logged-in
+        user when they connected; this works with or without ``presence``.
+        """
+        user_id = user_key(user)
+        frame = _frame(message)
+        hub = await self._hub()
+        await hub.deliver_user(self._all, user_id, frame)
+        try:
+            await hub.layer.group_send(
+                self._all, {"type": USER, "group": self._all, "user": user_id, "origin": hub.channel, **frame}
+            )
+        except Exception as exc:
+            logger.error("Message to user %s reached this process only: the channel layer failed (%r).", user_id, exc)
+
     # -- from sync code (views, signals, commands, workers) -------------------------------
 
     async def _group_send(self, message: Any, group: str | None) -> None:
@@ -407,6 +545,23 @@ class ConnectionManager:
             raise ValueError(f"{connection_id!r} is not a connection_id (WebSocket.connection_id).")
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.send)(channel, {"type": PERSONAL, "to": connection_id, **_frame(message)})
+
+    def send_to_user_sync(self, user: Any, message: Any) -> None:
+        """``send_to_user`` for sync code."""
+        user_id = user_key(user)
+        event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
+        layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
+        async_to_sync(layer.group_send)(self._all, event)
+
+
+def _json_copy(meta: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise TypeError(f"connect(meta=...) takes a dict of JSON data, got {type(meta).__name__}.")
+    try:
+        copy: dict[str, Any] = json.loads(json.dumps(meta))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"connect(meta=...) must be JSON-serialisable ({exc}).") from None
+    return copy
 
 
 class _Done:

@@ -191,13 +191,14 @@ def install_daphne_adapter() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
-    for cls, name, replacement, original in (
+    patches: tuple[tuple[Any, str, Any, Any], ...] = (
         (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
         (WebSocketProtocol, "onConnect", onConnect, original_connect),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
-    ):
-        replacement.__wrapped__ = original  # type: ignore[union-attr]
+    )
+    for cls, name, replacement, original in patches:
+        replacement.__wrapped__ = original
         setattr(cls, name, replacement)
     _installed = True
     logger.debug("daphne adapter installed")

@@ -2,7 +2,7 @@
 
 from ravyn_channels import ConnectionManager, WebSocket, WebSocketDisconnect, websocket
 
-manager = ConnectionManager("demo.chat")
+manager = ConnectionManager("demo.chat", presence=True)
 
 
 @websocket("/ws/{client_id}")
@@ -22,7 +22,8 @@ async def chat_room(websocket: WebSocket, room: str) -> None:
     """A chat room (any name): each text a member sends reaches every member, on every process.
 
     Logged-in users speak under their username, anonymous ones under ``?nick=``.
-    Members receive JSON events: ``{"type": "join" | "message" | "leave", "user", "auth", "text"}``.
+    Members receive JSON events: ``{"type": "join" | "message" | "leave", "user", "auth", "text"}``,
+    and the room's presence (``presence_state``, then a ``presence_diff`` per change) for the member list.
     """
     user = websocket.user
     if user.is_authenticated:
@@ -30,7 +31,7 @@ async def chat_room(websocket: WebSocket, room: str) -> None:
     else:
         who = {"user": websocket.query_params.get("nick", "").strip()[:32] or "anonymous", "auth": False}
 
-    await manager.connect(websocket, group=room)
+    await manager.connect(websocket, group=room, meta=who, presence=True)
     await manager.broadcast({"type": "join", **who}, group=room)
     async for text in websocket.iter_text():  # ends when the client leaves
         await manager.broadcast({"type": "message", **who, "text": text}, group=room)

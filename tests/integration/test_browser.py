@@ -131,6 +131,10 @@ def chat_between_rooms(
     join(bob, server_b, room, nick="bob")
     join(cy, server_c, other, nick="cy")
     expect(lines(ada)).to_have_text(["ada joined", "bob joined"])
+    # The member list comes from presence, across processes too.
+    for page in (ada, bob):
+        expect(page.locator("#members li")).to_have_text(["ada", "bob"])
+    expect(cy.locator("#members li")).to_have_text(["cy"])
 
     say(ada, "hello bob")
     expect(lines(bob)).to_have_text(["bob joined", "ada hello bob"])
@@ -148,6 +152,7 @@ def chat_between_rooms(
         ["ada joined", "bob joined", "ada hello bob", "bob hi ada, all good here", "bob left"]
     )
     expect(lines(cy)).to_have_text(["cy joined", "cy anyone here?"])  # nothing from the other room
+    expect(ada.locator("#members li")).to_have_text(["ada"])
     return ada
 
 

@@ -1,0 +1,56 @@
+"""Presence across processes, driven by commands (settings from the env).
+
+``?user=7`` logs the connection in as user 7 (``u7``), ``?nick=`` becomes meta,
+``?watch=1`` subscribes to the room's presence frames.
+"""
+
+from typing import Any
+
+from ravyn_channels import ConnectionManager, Ravyn, WebSocket, websocket
+
+manager = ConnectionManager("tests.presence", presence=True)
+
+
+@websocket("/presence/{room}")
+async def presence_socket(websocket: WebSocket, room: str) -> None:
+    params = websocket.query_params
+    await manager.connect(
+        websocket, group=room, meta={"nick": params.get("nick", "")}, presence=params.get("watch") == "1"
+    )
+    async for data in websocket.iter_text():
+        command, _, rest = data.partition(":")
+        if command == "id":
+            await websocket.send_text(websocket.connection_id or "")
+        elif command == "count":
+            await websocket.send_json({"count": await manager.count(rest or room)})
+        elif command == "members":
+            members = await manager.members(rest or room)
+            await websocket.send_json({"members": [[m.connection_id, m.user_id, m.meta] for m in members]})
+        elif command == "users":
+            users = await manager.users(room)
+            await websocket.send_json({"users": [[u.user_id, u.username, len(u.connection_ids)] for u in users]})
+        elif command == "touser":
+            user_id, _, text = rest.partition(" ")
+            await manager.send_to_user(user_id, text)
+        elif command == "say":
+            await manager.broadcast(f"{room}: {rest}", group=room)
+        elif command == "crash":
+            raise RuntimeError("crash on purpose")
+
+
+class FakeLogin:
+    """Puts ``User(pk=N)`` in the scope for ``?user=N`` (no database needed)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
+        if "user" in query:
+            from django.contrib.auth.models import User
+
+            scope = {**scope, "user": User(pk=int(query["user"]), username=f"u{query['user']}")}
+        await self.app(scope, receive, send)
+
+
+app = FakeLogin(Ravyn(routes=[presence_socket]))

@@ -1,0 +1,392 @@
+"""Presence with the in-memory layer (one process), through the test client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+
+from ravyn_channels import ConnectionManager, Member, OnlineUser, WebSocket, websocket
+from ravyn_channels.conf import get_settings
+from ravyn_channels.manager import _hub, group_name
+from ravyn_channels.presence import PRESENCE, timings
+from ravyn_channels.presence.tracker import GAP_WAIT
+from ravyn_channels.testing import connect
+
+pytestmark = pytest.mark.django_db
+
+pm = ConnectionManager("tests.presence", presence=True)
+plain = ConnectionManager("tests.presence.plain")
+
+T = TypeVar("T")
+
+
+@websocket("/p/{room}")
+async def room_socket(websocket: WebSocket, room: str) -> None:
+    """``?nick=`` becomes meta; ``?watch=1`` subscribes to the room's presence, ``?watch=all`` to the manager's."""
+    nick = websocket.query_params.get("nick")
+    watch = websocket.query_params.get("watch")
+    await pm.connect(websocket, group=room, meta={"nick": nick} if nick else None, presence=watch == "1")
+    if watch == "all":
+        await pm.connect(websocket, presence=True)
+    async for text in websocket.iter_text():
+        if text == "id":
+            await websocket.send_text(websocket.connection_id or "")
+        elif text == "leave":
+            await pm.disconnect(websocket, group=room)
+            await websocket.send_text("left")
+
+
+@websocket("/plain")
+async def plain_socket(websocket: WebSocket) -> None:
+    await plain.connect(websocket)
+    async for _ in websocket.iter_text():
+        pass
+
+
+def room() -> str:
+    return f"room {uuid.uuid4().hex[:8]}"
+
+
+def as_user(pk: int, username: str) -> dict[str, Any]:
+    return {"user": User(pk=pk, username=username)}
+
+
+async def eventually(read: Callable[[], Awaitable[T]], expected: T, timeout: float = 5.0) -> T:
+    """Poll ``read`` until it returns ``expected`` (bounded); returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = await read()
+    while value != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        value = await read()
+    return value
+
+
+async def ready(ws: Any) -> str:
+    """The socket's connection id, once its handler has connected it."""
+    await ws.send_text("id")
+    return str(await ws.receive_text())
+
+
+# -- count, members, users -------------------------------------------------------------------
+
+
+async def test_count_members_and_manager_wide_count() -> None:
+    r1, r2 = room(), room()
+    before = await pm.count()
+    async with connect(room_socket, f"/p/{r1}?nick=ada") as a, connect(room_socket, f"/p/{r1}") as b:
+        async with connect(room_socket, f"/p/{r2}") as c:
+            ids = [await ready(ws) for ws in (a, b, c)]
+            assert await pm.count(r1) == 2
+            assert await pm.count(r2) == 1
+            assert await pm.count() == before + 3
+            members = await pm.members(r1)
+            assert [m.connection_id for m in members] == ids[:2]  # oldest first
+            assert members[0].meta == {"nick": "ada"} and members[1].meta == {}
+            assert all(isinstance(m, Member) and m.user_id is None and m.joined_at > 0 for m in members)
+        assert await eventually(lambda: pm.count(r2), 0) == 0
+        assert await pm.count(r1) == 2
+    assert await eventually(lambda: pm.count(r1), 0) == 0
+    assert await eventually(pm.count, before) == before
+
+
+async def test_users_are_distinct_logged_in_users() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}", scope=as_user(7, "ada")) as a1, connect(
+        room_socket, f"/p/{r}", scope=as_user(7, "ada")
+    ) as a2, connect(room_socket, f"/p/{r}", scope=as_user(3, "bob")) as b, connect(room_socket, f"/p/{r}") as anon:
+        ids = [await ready(ws) for ws in (a1, a2, b, anon)]
+        assert await pm.users(r) == [
+            OnlineUser("7", "ada", (ids[0], ids[1])),
+            OnlineUser("3", "bob", (ids[2],)),
+        ]
+        assert {(m.user_id, m.username) for m in await pm.members(r)} == {("7", "ada"), ("3", "bob"), (None, None)}
+
+
+async def test_disconnect_from_one_room_leaves_its_presence_only() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}") as ws:
+        await ready(ws)
+        total = await pm.count()
+        await ws.send_text("leave")
+        assert await ws.receive_text() == "left"
+        assert await pm.count(r) == 0
+        assert await pm.count() == total  # still connected through the manager
+
+
+async def test_sync_variants_from_a_thread() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}?nick=sync", scope=as_user(11, "cy")) as ws:
+        cid = await ready(ws)
+        assert await asyncio.to_thread(pm.count_sync, r) == 1
+        [member] = await asyncio.to_thread(pm.members_sync, r)
+        assert (member.connection_id, member.meta) == (cid, {"nick": "sync"})
+        assert await asyncio.to_thread(pm.users_sync, r) == [OnlineUser("11", "cy", (cid,))]
+
+
+async def test_reading_needs_a_presence_manager() -> None:
+    with pytest.raises(RuntimeError, match=r"ConnectionManager\('tests.presence.plain', presence=True\)"):
+        await plain.count("lobby")
+
+
+async def test_connect_options_need_a_presence_manager() -> None:
+    failures: list[BaseException] = []
+
+    @websocket("/needs")
+    async def needs(websocket: WebSocket) -> None:
+        try:
+            await plain.connect(websocket, meta={"x": 1})
+        except RuntimeError as exc:
+            failures.append(exc)
+        await websocket.accept()
+
+    async with connect(needs, "/needs"):
+        pass
+    assert "connect(meta=..., presence=...) needs presence" in str(failures[0])
+
+
+async def test_meta_must_be_json() -> None:
+    failures: list[BaseException] = []
+
+    @websocket("/badmeta")
+    async def badmeta(websocket: WebSocket) -> None:
+        try:
+            await pm.connect(websocket, meta={"when": object()})
+        except TypeError as exc:
+            failures.append(exc)
+        await websocket.accept()
+
+    async with connect(badmeta, "/badmeta"):
+        pass
+    assert "connect(meta=...) must be JSON-serialisable" in str(failures[0])
+
+
+async def test_plain_manager_pays_nothing_for_presence() -> None:
+    async with connect(plain_socket, "/plain") as ws:
+        await ws.send_text("x")
+        hub = await _hub(get_settings().CHANNEL_LAYER)
+        assert hub.presence is None  # no store, no heartbeat, no events on this loop
+
+
+# -- presence events -------------------------------------------------------------------------
+
+
+async def frames(ws: Any, n: int) -> list[dict[str, Any]]:
+    return [json.loads(await ws.receive_text()) for _ in range(n)]
+
+
+async def test_state_on_join_then_one_diff_per_change_in_order() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}?watch=1&nick=w") as watcher:
+        [state] = await frames(watcher, 1)
+        assert state["type"] == "presence_state" and state["room"] == r
+        [(wid, winfo)] = state["members"].items()
+        assert winfo["meta"] == {"nick": "w"} and winfo["user_id"] is None
+        async with connect(room_socket, f"/p/{r}?nick=a") as a:
+            aid = await ready(a)
+            async with connect(room_socket, f"/p/{r}", scope=as_user(5, "bo")) as b:
+                bid = await ready(b)
+        diffs = await frames(watcher, 4)
+        assert [(d["type"], list(d["joins"]), list(d["leaves"])) for d in diffs] == [
+            ("presence_diff", [aid], []),
+            ("presence_diff", [bid], []),
+            ("presence_diff", [], [bid]),
+            ("presence_diff", [], [aid]),
+        ]
+        assert [d["seq"] for d in diffs] == [state["seq"] + i for i in range(1, 5)]
+        assert diffs[1]["joins"][bid]["username"] == "bo" and diffs[3]["leaves"][aid]["meta"] == {"nick": "a"}
+        assert await watcher.receive_nothing(0.2)
+    assert wid
+
+
+async def test_room_events_stay_in_their_room() -> None:
+    r, other = room(), room()
+    async with connect(room_socket, f"/p/{r}?watch=1") as watcher:
+        await frames(watcher, 1)
+        async with connect(room_socket, f"/p/{other}") as ws:
+            await ready(ws)
+        assert await watcher.receive_nothing(0.2)
+
+
+async def test_manager_wide_subscription() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}?watch=all") as watcher:
+        [state] = await frames(watcher, 1)
+        assert state["type"] == "presence_state" and state["room"] is None
+        async with connect(room_socket, f"/p/{room()}") as other:
+            oid = await ready(other)
+        joined, left = await frames(watcher, 2)
+        assert list(joined["joins"]) == [oid] and list(left["leaves"]) == [oid]
+
+
+async def test_callback_subscription() -> None:
+    r = room()
+    got: list[dict[str, Any]] = []
+
+    async def on_presence(event: dict[str, Any]) -> None:
+        got.append(event)
+
+    @websocket("/cb/{room}")
+    async def cb(websocket: WebSocket, room: str) -> None:
+        await pm.connect(websocket, group=room, presence=on_presence)
+        async for _ in websocket.iter_text():
+            pass
+
+    async with connect(cb, f"/cb/{r}") as ws:
+        await ws.send_text("x")
+        async with connect(room_socket, f"/p/{r}") as other:
+            oid = await ready(other)
+        await eventually(lambda: _len(got), 3)
+        assert [e["type"] for e in got] == ["presence_state", "presence_diff", "presence_diff"]
+        assert list(got[1]["joins"]) == [oid] and list(got[2]["leaves"]) == [oid]
+        assert await ws.receive_nothing(0.1)  # frames go to the callback, not to the socket
+
+
+async def _len(items: list[Any]) -> int:
+    return len(items)
+
+
+async def test_changes_arriving_out_of_order_are_delivered_in_order() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}?watch=1") as watcher:
+        [state] = await frames(watcher, 1)
+        tracker = (await _hub(get_settings().CHANNEL_LAYER)).presence
+        assert tracker is not None
+        group, seq = group_name(r), state["seq"]
+        event = {"type": PRESENCE, "group": group, "origin": "elsewhere", "leaves": {}}
+        tracker.receive({**event, "seq": seq + 2, "joins": {"x2": {"meta": {}}}})
+        tracker.receive({**event, "seq": seq + 1, "joins": {"x1": {"meta": {}}}})
+        tracker.receive({**event, "seq": seq + 1, "joins": {"x1": {"meta": {}}}})  # a duplicate
+        first, second = await frames(watcher, 2)
+        assert (list(first["joins"]), first["seq"]) == (["x1"], seq + 1)
+        assert (list(second["joins"]), second["seq"]) == (["x2"], seq + 2)
+        assert await watcher.receive_nothing(0.2)
+
+
+async def test_a_lost_change_is_repaired_from_the_store() -> None:
+    r = room()
+    async with connect(room_socket, f"/p/{r}?watch=1") as watcher:
+        await frames(watcher, 1)
+        hub = await _hub(get_settings().CHANNEL_LAYER)
+        tracker = hub.presence
+        assert tracker is not None
+        group = group_name(r)
+        # Two members join the store; only the second change's event arrives.
+        lost = await tracker.backend.join({group: {"lost": {"meta": {"n": 1}}}})
+        seen = await tracker.backend.join({group: {"seen": {"meta": {"n": 2}}}})
+        tracker.receive({"type": PRESENCE, "group": group, "seq": seen[group].seq, "joins": seen[group].members})
+        [diff] = await frames(watcher, 1)  # after GAP_WAIT: one diff with both, nothing twice
+        assert diff["type"] == "presence_diff" and sorted(diff["joins"]) == ["lost", "seen"]
+        assert diff["seq"] == seen[group].seq and lost[group].seq == seen[group].seq - 1
+        assert await watcher.receive_nothing(GAP_WAIT + 0.3)
+        await tracker.backend.leave({group: ["lost", "seen"]})
+
+
+# -- send_to_user ----------------------------------------------------------------------------
+
+
+async def test_send_to_user_reaches_every_connection_of_that_user_only() -> None:
+    r = room()
+    ada = User(pk=21, username="ada")
+    async with connect(room_socket, f"/p/{r}", scope={"user": ada}) as a1, connect(
+        room_socket, f"/p/{room()}", scope=as_user(21, "ada")
+    ) as a2, connect(room_socket, f"/p/{r}", scope=as_user(22, "bob")) as b, connect(room_socket, f"/p/{r}") as anon:
+        for ws in (a1, a2, b, anon):
+            await ready(ws)
+        await pm.send_to_user(ada, {"hello": "ada"})
+        assert [await ws.receive_json() for ws in (a1, a2)] == [{"hello": "ada"}] * 2
+        await pm.send_to_user(22, "by pk")
+        assert await b.receive_text() == "by pk"
+        await asyncio.to_thread(pm.send_to_user_sync, "21", "from a view")
+        assert [await ws.receive_text() for ws in (a1, a2)] == ["from a view"] * 2
+        assert await b.receive_nothing(0.1) and await anon.receive_nothing(0.1)
+        assert await a1.receive_nothing(0.05)
+
+
+async def test_send_to_user_works_without_presence_and_forgets_closed_connections() -> None:
+    @websocket("/u")
+    async def u(websocket: WebSocket) -> None:
+        await plain.connect(websocket)
+        async for _ in websocket.iter_text():
+            pass
+
+    async with connect(u, "/u", scope=as_user(31, "dee")) as ws:
+        await ws.send_text("x")
+        await asyncio.sleep(0.05)
+        await plain.send_to_user(31, "hi dee")
+        assert await ws.receive_text() == "hi dee"
+    await asyncio.sleep(0.05)
+    hub = await _hub(get_settings().CHANNEL_LAYER)
+    assert "31" not in hub.by_user.get(plain.group_name(), {})
+
+
+@pytest.mark.parametrize("bad", [None, True, object()])
+async def test_send_to_user_explains_bad_users(bad: Any) -> None:
+    with pytest.raises(TypeError, match="send_to_user"):
+        await pm.send_to_user(bad, "x")
+
+
+# -- manage.py ws_presence -------------------------------------------------------------------
+
+
+async def test_ws_presence_command() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    r = room()
+    async with connect(room_socket, f"/p/{r}?nick=ada", scope=as_user(41, "ada")) as ws:
+        ident = await ready(ws)
+        out, err = StringIO(), StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", r, stdout=out, stderr=err)
+        assert out.getvalue().startswith(f"1 connection in room {r!r}\n")
+        assert f"{ident}  ada (id 41)  joined " in out.getvalue() and '{"nick": "ada"}' in out.getvalue()
+        assert "in-memory channel layer lives inside each server process" in err.getvalue()
+        out = StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", "--json", stdout=out, stderr=StringIO())
+        assert json.loads(out.getvalue())[group_name(r)] == 1
+        out = StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", "--manager", "tests.presence", "--json", stdout=out)
+        assert ident in [row["connection_id"] for row in json.loads(out.getvalue())]
+
+
+# -- settings, layers ------------------------------------------------------------------------
+
+
+def test_ttl_timings() -> None:
+    assert timings(30) == (22.5, 7.5)
+    with pytest.raises(ValueError, match="PRESENCE_TTL must be a positive number"):
+        timings(0)
+
+
+def test_bad_ttl_is_a_system_check_error() -> None:
+    from ravyn_channels.checks import check_settings
+
+    with override_settings(RAVYN_CHANNELS={"PRESENCE_TTL": -1}):
+        [error] = check_settings()
+    assert error.id == "ravyn_channels.E004" and "-1" in error.msg
+
+
+async def test_unsupported_layer_is_explained() -> None:
+    from ravyn_channels.presence.store import open_backend
+
+    with pytest.raises(RuntimeError, match="Presence needs a channels-redis layer"):
+        open_backend(object(), 1.0)
+
+
+async def test_broadcast_from_sync_code_still_arrives_past_group_expiry() -> None:
+    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": 1}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        r = room()
+        async with connect(room_socket, f"/p/{r}") as ws:
+            await ready(ws)
+            await asyncio.sleep(2.5)  # the layer drops memberships older than 1 s unless renewed
+            await asyncio.to_thread(pm.broadcast_sync, "still in the room", r)
+            assert await ws.receive_text() == "still in the room"
