@@ -353,7 +353,15 @@ class WebSocket:
             if self.application_state is WebSocketState.CONNECTING and self._on_not_accepted:
                 await self._on_not_accepted(what)
             raise _not_connected(what)
-        message = await self.receive()
+        if self.client_state is WebSocketState.CONNECTED:
+            # The receive loop's common case, inlined from receive(): one coroutine less per frame.
+            message = await self._receive()
+            if message["type"] != "websocket.disconnect":
+                return message
+            self._client_gone(message.get("code", status.WS_1000_NORMAL_CLOSURE), message.get("reason"))
+            self.client_state = WebSocketState.DISCONNECTED
+        else:
+            message = await self.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(self.close_code or status.WS_1000_NORMAL_CLOSURE, self.close_reason)
         return message
@@ -423,11 +431,17 @@ class WebSocket:
 
     async def send_text(self, data: str) -> None:
         """Send a text frame."""
-        await self.send({"type": "websocket.send", "text": data})
+        if self.application_state is WebSocketState.CONNECTED and self.close_code is None:
+            await self._send({"type": "websocket.send", "text": data})  # what send() does, one call less
+        else:
+            await self.send({"type": "websocket.send", "text": data})
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary frame."""
-        await self.send({"type": "websocket.send", "bytes": data})
+        if self.application_state is WebSocketState.CONNECTED and self.close_code is None:
+            await self._send({"type": "websocket.send", "bytes": data})
+        else:
+            await self.send({"type": "websocket.send", "bytes": data})
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Send ``data`` as compact JSON in a text (default) or binary frame."""
