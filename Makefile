@@ -27,7 +27,7 @@ help:
 	@echo "make demo   - migrate and serve the demo chat with daphne on http://$(HOST):$(PORT)/"
 	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis and Chromium first)"
 	@echo "make qa     - ruff check + mypy (tox env qa)"
-	@echo "make bench  - python -m bench in .venv"
+	@echo "make bench  - python -m bench in .venv (BENCH_ARGS=--quick: under two minutes)"
 
 # --- development venv: demo, bench --------------------------------------------------------
 $(VENV)/bin/python:
@@ -41,8 +41,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/python manage.py migrate --noinput
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) demo_project.asgi:application
 
-bench: $(VENV)/.installed
-	$(VENV)/bin/python -m bench
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q -e ".[tests,bench]"
+	touch $@
+
+# BENCH_ARGS=--quick for the two-minute version.
+bench: $(VENV)/.bench-installed
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 # --- tox: test, qa -------------------------------------------------------------------------
 $(TOX):

@@ -1,0 +1,68 @@
+"""``python -m bench [--quick]``: run every workload, write ``bench/results.md`` and ``bench/results.png``.
+
+Servers (daphne, uvicorn) run on 127.0.0.1 in their own processes, pinned to
+one core; the picows load generator runs in another process on another core.
+The raw figures go to ``bench/raw/results.json`` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .report import goal_rows, machine, markdown, plot
+from .run import FULL, QUICK, Runner
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short slices, one round: under two minutes")
+    parser.add_argument("--out", type=Path, default=HERE, help="where results.md and results.png go")
+    parser.add_argument(
+        "--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)"
+    )
+    parser.add_argument(
+        "--redis", default=None, help="comma-separated subset of redis,pubsub, or 'none' (default: both)"
+    )
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.servers:
+        plan.servers = tuple(s for s in args.servers.split(",") if s)
+    if args.redis:
+        plan.redis_layers = () if args.redis == "none" else tuple(s for s in args.redis.split(",") if s)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    load_start = os.getloadavg()
+    log(f"bench: {plan.name} run, load average {load_start[0]:.1f}")
+    results = Runner(plan, log).run()
+    meta = machine()
+    meta["load_start"] = load_start
+    meta["seconds"] = round(time.monotonic() - started)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = markdown(results, meta, plan)
+    (args.out / "results.md").write_text(text)
+    plot(results, meta, args.out / "results.png")
+    raw = HERE / "raw"
+    raw.mkdir(exist_ok=True)
+    (raw / "results.json").write_text(json.dumps({"meta": meta, "plan": plan.name, "results": results}, indent=1))
+    print(text)
+    log(f"bench: done in {meta['seconds']} s; wrote {args.out / 'results.md'} and {args.out / 'results.png'}")
+    missed = [row for row in goal_rows(results) if row[-1] == "**no**"]
+    if missed:
+        log(f"bench: {len(missed)} goal(s) missed in this run (see the Goals table)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""The load generator: picows connections in one process, one workload, one JSON line out.
+
+Run by the orchestrator as ``python -m bench.client '<json spec>'`` (pinned to
+its own core). Every phase is bounded in time; every connection goes to
+127.0.0.1. The result is printed as one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+HEADERS = {"Origin": "http://127.0.0.1"}  # every variant sees the same browser-like handshake
+now = time.perf_counter
+
+
+class Conn(WSListener):
+    """One client connection; ``on_text(conn, payload)`` is called for each text frame."""
+
+    __slots__ = ("index", "on_text", "reply", "seen", "sent_at", "transport")
+
+    def __init__(self, on_text: Callable[[Conn, bytes], None] | None = None, index: int = 0) -> None:
+        self.transport: WSTransport | None = None
+        self.on_text = on_text
+        self.sent_at = 0.0
+        self.index = index
+        self.seen = False
+        self.reply: asyncio.Future[None] | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT:
+            if self.on_text is not None:
+                self.on_text(self, frame.get_payload_as_bytes())
+        elif kind == WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def send(self, payload: bytes) -> None:
+        assert self.transport is not None
+        self.transport.send(WSMsgType.TEXT, payload)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``values``, nearest rank; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, index: int = 0) -> Conn:
+    for attempt in range(3):
+        try:
+            _, listener = await ws_connect(
+                lambda: Conn(on_text, index), url, extra_headers=HEADERS, websocket_handshake_timeout=10
+            )
+            return listener  # type: ignore[return-value]
+        except Exception:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+async def open_many(urls: list[str], n: int, on_text: Any, *, concurrency: int = 64, start: int = 0) -> list[Conn]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> Conn:
+        async with gate:
+            return await open_conn(urls[i % len(urls)], on_text, i)
+
+    return list(await asyncio.gather(*(one(i) for i in range(start, start + n))))
+
+
+async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
+    transports = [c.transport for c in conns if c.transport is not None and not c.transport.is_disconnected]
+    for t in transports:
+        if not t.is_close_frame_sent:
+            t.send_close(WSCloseCode.OK)
+    if transports:
+        await asyncio.wait([asyncio.ensure_future(t.wait_disconnected()) for t in transports], timeout=timeout)
+    for t in transports:
+        if not t.is_disconnected:
+            t.disconnect(graceful=False)
+
+
+# -- workloads ----------------------------------------------------------------------------
+#
+# Each workload gets ``targets`` ({name: url or [urls]}) and measures them in
+# interleaved slices (ABC CBA ABC ...), so that the load of a shared machine
+# falls on every variant alike; a figure is the median over its slices.
+
+
+def cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the server processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def slice_order(names: list[str], rounds: int) -> list[str]:
+    order: list[str] = []
+    for r in range(rounds):
+        order += names if r % 2 == 0 else names[::-1]
+    return order
+
+
+async def echo(spec: dict[str, Any]) -> dict[str, Any]:
+    """``conns`` connections per target, each sending a small text frame and waiting for its echo."""
+    payload = b"x" * spec.get("size", 32)
+    lat: list[float] = []
+    state = {"recording": False, "running": False, "count": 0, "inflight": 0}
+    drained = asyncio.Event()
+
+    def on_text(conn: Conn, data: bytes) -> None:
+        t = now()
+        if state["recording"]:
+            lat.append(t - conn.sent_at)
+            state["count"] += 1
+        if state["running"]:
+            conn.sent_at = t
+            conn.send(payload)
+        else:
+            state["inflight"] -= 1
+            if state["inflight"] <= 0:
+                drained.set()
+
+    targets = spec["targets"]
+    conns = {name: await open_many(t["urls"], spec["conns"], on_text) for name, t in targets.items()}
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    lats: dict[str, list[float]] = {name: [] for name in targets}
+    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, messages
+    for name in slice_order(list(targets), spec["rounds"]):
+        pids = targets[name]["pids"]
+        lat.clear()
+        state.update(running=True, count=0, inflight=len(conns[name]))
+        for c in conns[name]:
+            c.sent_at = now()
+            c.send(payload)
+        await asyncio.sleep(spec["warmup"])
+        state["recording"] = True
+        t0, c0 = now(), cpu(pids)
+        await asyncio.sleep(spec["slice"])
+        state["recording"] = False
+        wall, busy = now() - t0, cpu(pids) - c0
+        rates[name].append(state["count"] / wall)
+        used[name][0] += busy
+        used[name][1] += wall
+        used[name][2] += state["count"]
+        lats[name] += lat
+        drained.clear()
+        state["running"] = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), 5)  # every connection's last echo is back
+    for group in conns.values():
+        await close_many(group)
+    return {
+        name: {
+            "msgs_per_s": statistics.median(rates[name]),
+            "p50_ms": percentile(lats[name], 50) * 1e3,
+            "p99_ms": percentile(lats[name], 99) * 1e3,
+            "cpu_us_per_msg": used[name][0] / max(1, used[name][2]) * 1e6,
+            "server_cpu_share": used[name][0] / used[name][1],
+            "slices": [round(r) for r in rates[name]],
+        }
+        for name in targets
+    }
+
+
+async def handshake(spec: dict[str, Any]) -> dict[str, Any]:
+    """``workers`` loops of: connect, one echo, close (until the server has hung up)."""
+    loop = asyncio.get_running_loop()
+
+    def on_text(conn: Conn, data: bytes) -> None:
+        if conn.reply is not None and not conn.reply.done():
+            conn.reply.set_result(None)
+
+    async def one(url: str) -> None:
+        conn = await open_conn(url, on_text)
+        conn.reply = loop.create_future()
+        conn.send(b"hello")
+        await conn.reply
+        assert conn.transport is not None
+        conn.transport.send_close(WSCloseCode.OK)
+        await conn.transport.wait_disconnected()
+
+    async def worker(url: str, t0: float, t1: float, done: list[float], errors: list[str]) -> None:
+        while now() < t1:
+            t = now()
+            try:
+                await asyncio.wait_for(one(url), 10)
+            except Exception as exc:  # counted and reported; the run goes on
+                errors.append(repr(exc))
+                await asyncio.sleep(0.05)
+                continue
+            if t >= t0 and now() <= t1:
+                done.append(now() - t)
+
+    targets = spec["targets"]
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    errors: dict[str, list[str]] = {name: [] for name in targets}
+    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, handshakes
+    for name in slice_order(list(targets), spec["rounds"]):
+        done: list[float] = []
+        url = targets[name]["urls"][0]
+        pids = targets[name]["pids"]
+        t0 = now() + spec["warmup"]
+        t1 = t0 + spec["slice"]
+        c0 = cpu(pids)
+        await asyncio.gather(*(worker(url, t0, t1, done, errors[name]) for _ in range(spec["workers"])))
+        used[name][0] += cpu(pids) - c0
+        used[name][1] += now() - t0 + spec["warmup"]
+        used[name][2] += len(done)
+        rates[name].append(len(done) / spec["slice"])
+        times[name] += done
+        await asyncio.sleep(0.2)
+    return {
+        name: {
+            "handshakes_per_s": statistics.median(rates[name]),
+            "p50_ms": percentile(times[name], 50) * 1e3,
+            "p99_ms": percentile(times[name], 99) * 1e3,
+            "cpu_ms_per_handshake": used[name][0] / max(1, used[name][2]) * 1e3,
+            "server_cpu_share": used[name][0] / used[name][1],
+            "errors": len(errors[name]),
+            "first_error": errors[name][0] if errors[name] else None,
+            "slices": [round(r) for r in rates[name]],
+        }
+        for name in targets
+    }
+
+
+def rss(pids: list[int]) -> int:
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids)
+
+
+async def settled_rss(pids: list[int], settle: float) -> int:
+    await asyncio.sleep(settle)
+    samples = []
+    for _ in range(3):
+        samples.append(rss(pids))
+        await asyncio.sleep(0.2)
+    return int(statistics.median(samples))
+
+
+async def memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """Server RSS per idle connection: ``base`` connections, then ``conns`` more, per target.
+
+    The targets are separate processes, so they are loaded side by side.
+    """
+    targets = spec["targets"]
+
+    async def load(start: int, n: int) -> list[list[Conn]]:
+        return list(await asyncio.gather(*(open_many(t["urls"], n, None, start=start) for t in targets.values())))
+
+    base = await load(0, spec["base"])
+    await asyncio.sleep(spec["settle"])
+    rss0 = [await settled_rss(t["pids"], 0) for t in targets.values()]
+    more = await load(spec["base"], spec["conns"])
+    await asyncio.sleep(spec["settle"])
+    rss1 = [await settled_rss(t["pids"], 0) for t in targets.values()]
+    for conns in base + more:
+        await close_many(conns)
+    return {
+        name: {
+            "kib_per_conn": (after - before) / spec["conns"] / 1024,
+            "rss_base_mib": before / 2**20,
+            "rss_mib": after / 2**20,
+        }
+        for name, before, after in zip(targets, rss0, rss1, strict=True)
+    }
+
+
+class Room:
+    """``n`` clients of one target in one room; client 0 triggers the broadcasts."""
+
+    pad = b"." * 22
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.remaining: dict[int, int] = {}
+        self.finished: dict[int, asyncio.Future[float]] = {}
+        self.seen = 0
+        self.all_seen = asyncio.Event()
+        self.conns: list[Conn] = []
+        self.seq = 0
+
+    def on_text(self, conn: Conn, data: bytes) -> None:
+        if data[:1] == b"w":  # warm-up broadcast
+            if not conn.seen:
+                conn.seen = True
+                self.seen += 1
+                if self.seen == self.n:
+                    self.all_seen.set()
+            return
+        seq = int(data[:10])
+        left = self.remaining.get(seq)
+        if left is None:
+            return
+        if left == 1:
+            del self.remaining[seq]
+            fut = self.finished.pop(seq)
+            if not fut.done():
+                fut.set_result(now())
+        else:
+            self.remaining[seq] = left - 1
+
+    async def open(self, urls: list[str]) -> None:
+        self.conns = await open_many(urls, self.n, self.on_text)
+
+    async def warm(self, timeout: float = 60) -> bool:
+        """Broadcast until every client has had one (ravyn joins the room after accepting)."""
+        deadline = now() + timeout
+        while self.seen < self.n and now() < deadline:
+            self.conns[0].send(b"w" + self.pad)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_seen.wait(), 1.0)
+        await asyncio.sleep(0.2)  # let late warm-up broadcasts arrive
+        return self.seen == self.n
+
+    async def broadcast(self, timeout: float = 10) -> float | None:
+        """Send one broadcast; seconds until the last client had it (``None``: lost)."""
+        self.seq += 1
+        seq = self.seq
+        fut = asyncio.get_running_loop().create_future()
+        self.remaining[seq] = self.n
+        self.finished[seq] = fut
+        sent = now()
+        self.conns[0].send(b"%010d" % seq + self.pad)
+        try:
+            done_at: float = await asyncio.wait_for(fut, timeout)
+            return done_at - sent
+        except TimeoutError:
+            self.remaining.pop(seq, None)
+            self.finished.pop(seq, None)
+            return None
+
+
+async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
+    """Per target, ``clients`` in one room, in interleaved slices of two phases.
+
+    Latency: one broadcast at a time, time until the last client has it.
+    Throughput: ``window`` broadcasts in flight, completed broadcasts per second.
+    """
+    targets = spec["targets"]
+    rooms = {name: Room(spec["clients"]) for name in targets}
+    await asyncio.gather(*(rooms[name].open(target["urls"]) for name, target in targets.items()))
+    warmed = await asyncio.gather(*(room.warm() for room in rooms.values()))
+    failed: dict[str, dict[str, Any]] = {
+        name: {"error": f"only {room.seen} of {room.n} clients got a warm-up broadcast in 60 s"}
+        for (name, room), ok in zip(rooms.items(), warmed, strict=True)
+        if not ok
+    }
+    targets = {name: t for name, t in targets.items() if name not in failed}
+    lat: dict[str, list[float]] = {name: [] for name in targets}
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    lost = dict.fromkeys(targets, 0)
+    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, broadcasts
+    one = {name: [0.0, 0] for name in targets}  # the same, one broadcast at a time
+    for name in slice_order(list(targets), spec["rounds"]):
+        room = rooms[name]
+        samples: list[float] = []
+        pids = targets[name]["pids"]
+        t0, c0 = now(), cpu(pids)
+        while now() - t0 < 4 * spec["slice"]:
+            if len(samples) >= spec["min_samples"] and now() - t0 >= spec["slice"]:
+                break
+            took = await room.broadcast()
+            if took is None:
+                lost[name] += 1
+                break
+            samples.append(took)
+        lat[name] += samples
+        one[name][0] += cpu(pids) - c0
+        one[name][1] += len(samples)
+
+        # The phase lasts ``slice`` seconds, longer if needed to see ``min_samples`` broadcasts
+        # complete (a slow variant), but never more than four slices.
+        t0, c0 = now(), cpu(pids)
+        done_at: list[float] = []
+        end = [t0 + 4 * spec["slice"]]
+
+        async def lane(room: Room, name: str, t0: float, done_at: list[float], end: list[float]) -> None:
+            while now() < end[0]:
+                took = await room.broadcast()
+                if took is None:
+                    lost[name] += 1
+                    return
+                done_at.append(now())
+                if len(done_at) >= spec["min_samples"]:
+                    end[0] = min(end[0], max(t0 + spec["slice"], done_at[spec["min_samples"] - 1]))
+
+        await asyncio.gather(*(lane(room, name, t0, done_at, end) for _ in range(spec["window"])))
+        used[name][0] += cpu(pids) - c0
+        used[name][1] += now() - t0
+        used[name][2] += len(done_at)
+        rates[name].append(sum(1 for t in done_at if t <= end[0]) / (end[0] - t0))
+    for room in rooms.values():
+        await close_many(room.conns)
+    return failed | {
+        name: {
+            "until_last_p50_ms": percentile(lat[name], 50) * 1e3,
+            "until_last_p99_ms": percentile(lat[name], 99) * 1e3,
+            "samples": len(lat[name]),
+            "cpu_ms_per_broadcast_one": one[name][0] / max(1, one[name][1]) * 1e3,
+            "broadcasts_per_s": statistics.median(rates[name]),
+            "cpu_ms_per_broadcast": used[name][0] / max(1, used[name][2]) * 1e3,
+            "server_cpu_share": used[name][0] / used[name][1],
+            "slices": [round(r, 1) for r in rates[name]],
+            "lost": lost[name],
+        }
+        for name in targets
+    }
+
+
+WORKLOADS = {"echo": echo, "handshake": handshake, "memory": memory, "fanout": fanout}
+
+
+def main(argv: list[str]) -> None:
+    spec = json.loads(argv[1])
+    gc.disable()  # the client's own pauses must not show up as server latency
+    try:
+        result = asyncio.run(asyncio.wait_for(WORKLOADS[spec["workload"]](spec), spec.get("timeout", 300)))
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,153 @@
+"""The benchmark run: which servers, which workloads, in which order.
+
+Every variant of a workload is measured in the same client process, in
+interleaved slices, against servers started side by side; a shared or noisy
+machine then slows every variant alike. Servers are started fresh for each
+server kind and layer, and memory is measured first, on fresh processes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .servers import Server, run_client
+
+ECHO_VARIANTS = ("ref", "raw", "ravyn")
+FANOUT_VARIANTS = ("ref", "raw", "listloop", "ravyn")
+REDIS_VARIANTS = ("ref", "ravyn")
+
+
+@dataclass
+class Plan:
+    """How long and how often each workload runs."""
+
+    name: str
+    echo: dict[str, Any]
+    handshake: dict[str, Any]
+    memory: dict[str, Any]
+    fanout: dict[str, Any]
+    sizes: tuple[int, ...] = (100, 1000)
+    servers: tuple[str, ...] = ("daphne", "uvicorn")
+    redis_layers: tuple[str, ...] = ("redis", "pubsub")
+    notes: list[str] = field(default_factory=list)
+
+
+FULL = Plan(
+    name="full",
+    echo={"conns": 50, "size": 32, "warmup": 0.3, "slice": 2.0, "rounds": 8},
+    handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 6},
+    memory={"base": 50, "conns": 1000, "settle": 1.0},
+    fanout={"slice": 2.0, "rounds": 3, "min_samples": 5, "window": 8},
+)
+
+QUICK = Plan(
+    name="quick",
+    echo={"conns": 50, "size": 32, "warmup": 0.2, "slice": 0.6, "rounds": 2},
+    handshake={"workers": 8, "warmup": 0.2, "slice": 0.6, "rounds": 2},
+    memory={"base": 50, "conns": 1000, "settle": 0.3},
+    fanout={"slice": 0.4, "rounds": 1, "min_samples": 2, "window": 8},
+)
+
+
+def redis_available(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class Runner:
+    """Runs a plan and collects every figure in ``self.results``."""
+
+    def __init__(self, plan: Plan, log: Any = print):
+        self.plan = plan
+        self.log = log
+        self.logdir = Path(tempfile.mkdtemp(prefix="ravyn-bench-"))
+        self.prefix = f"bench{os.getpid()}"
+        self.results: dict[str, Any] = {"echo": {}, "handshake": {}, "memory": {}, "fanout": {}}
+
+    def _start(self, variants: tuple[str, ...], server: str, layer: str, copies: int = 1) -> dict[str, list[Server]]:
+        started: dict[str, list[Server]] = {}
+        try:
+            for v in variants:
+                started[v] = [Server(v, server, layer, f"{self.prefix}{v}", self.logdir) for _ in range(copies)]
+            for group in started.values():
+                for s in group:
+                    s.wait_ready()
+        except BaseException:
+            self._stop(started)
+            raise
+        return started
+
+    @staticmethod
+    def _stop(started: dict[str, list[Server]]) -> None:
+        for group in started.values():
+            for s in group:
+                s.stop()
+
+    @staticmethod
+    def _targets(started: dict[str, list[Server]], path: str, variants: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            v: {"urls": [s.url(path) for s in started[v]], "pids": [s.pid for s in started[v]]} for v in variants
+        }
+
+    def _client(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+        t = time.monotonic()
+        result = run_client(spec, timeout)
+        self.log(f"    {spec['workload']} done in {time.monotonic() - t:.0f} s")
+        if "error" in result:
+            self.log(f"    ERROR: {result['error']}")
+        return result
+
+    def run(self) -> dict[str, Any]:
+        plan = self.plan
+        for server in plan.servers:
+            self.log(f"[{server}] in-memory layer: ref, raw, ravyn, listloop")
+            started = self._start(FANOUT_VARIANTS, server, "memory")
+            try:
+                self._server_workloads(server, started)
+            finally:
+                self._stop(started)
+        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        for layer in plan.redis_layers:
+            key = f"daphne/{layer}"
+            if not redis_available(url):
+                self.results["fanout"][key] = {"skipped": f"no Redis at {url}"}
+                self.log(f"[daphne] {layer}: skipped, no Redis at {url}")
+                continue
+            self.log(f"[2 daphne processes] {layer} layer: ref, ravyn")
+            started = self._start(REDIS_VARIANTS, "daphne", layer, copies=2)
+            try:
+                self.results["fanout"][key] = self._fanout(started, REDIS_VARIANTS)
+            finally:
+                self._stop(started)
+        return self.results
+
+    def _server_workloads(self, server: str, started: dict[str, list[Server]]) -> None:
+        plan = self.plan
+        targets = self._targets(started, "/echo", ECHO_VARIANTS)
+        # Memory first, on fresh processes.
+        self.results["memory"][server] = self._client({"workload": "memory", "targets": targets, **plan.memory}, 300)
+        self.results["echo"][server] = self._client({"workload": "echo", "targets": targets, **plan.echo}, 600)
+        self.results["handshake"][server] = self._client(
+            {"workload": "handshake", "targets": targets, **plan.handshake}, 600
+        )
+        self.results["fanout"][f"{server}/memory"] = self._fanout(started, FANOUT_VARIANTS)
+
+    def _fanout(self, started: dict[str, list[Server]], variants: tuple[str, ...]) -> dict[str, Any]:
+        by_size: dict[str, Any] = {}
+        for n in self.plan.sizes:
+            targets = self._targets(started, f"/fanout/room{n}", variants)
+            spec = {"workload": "fanout", "targets": targets, "clients": n, **self.plan.fanout}
+            by_size[str(n)] = self._client(spec, 900)
+        return by_size
