@@ -74,3 +74,13 @@ def graded(behavior: str, close: str = "OK", code: int | None = 1000) -> CaseRes
 )
 def test_worse_ranks_both_grades(ours: CaseResult | None, ref: CaseResult | None, is_worse: bool) -> None:
     assert worse(ours, ref) is is_worse
+
+
+def test_racy_cases_tie_between_ok_and_non_strict_only() -> None:
+    def racy(behavior: str, close: str = "OK") -> CaseResult:
+        return CaseResult("3.4", behavior, close, 1002, 0)
+
+    assert worse(racy("NON-STRICT"), racy("OK")) is False
+    assert worse(racy("FAILED"), racy("OK")) is True
+    assert worse(racy("NON-STRICT", "UNCLEAN"), racy("OK")) is True
+    assert worse(graded("NON-STRICT"), graded("OK")) is True  # 1.1.1 is not racy
