@@ -42,7 +42,7 @@ class Plan:
 FULL = Plan(
     name="full",
     echo={"conns": 50, "size": 32, "warmup": 0.3, "slice": 2.0, "rounds": 8},
-    handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 6},
+    handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 10},
     memory={"base": 50, "conns": 1000, "settle": 1.0},
     fanout={"slice": 2.0, "rounds": 3, "min_samples": 5, "window": 8},
 )
