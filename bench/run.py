@@ -42,7 +42,7 @@ class Plan:
 FULL = Plan(
     name="full",
     echo={"conns": 50, "size": 32, "warmup": 0.3, "slice": 2.0, "rounds": 8},
-    handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 6},
+    handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 10},
     memory={"base": 50, "conns": 1000, "settle": 1.0},
     fanout={"slice": 2.0, "rounds": 3, "min_samples": 5, "window": 8},
 )
@@ -73,7 +73,7 @@ class Runner:
         self.plan = plan
         self.log = log
         self.logdir = Path(tempfile.mkdtemp(prefix="ravyn-bench-"))
-        self.prefix = f"bench{os.getpid()}"
+        self.prefix = f"bench-{os.getpid()}-"  # a key prefix no other run shares
         self.results: dict[str, Any] = {"echo": {}, "handshake": {}, "memory": {}, "fanout": {}}
 
     def _start(self, variants: tuple[str, ...], server: str, layer: str, copies: int = 1) -> dict[str, list[Server]]:
@@ -131,7 +131,23 @@ class Runner:
                 self.results["fanout"][key] = self._fanout(started, REDIS_VARIANTS)
             finally:
                 self._stop(started)
+                self._forget_redis_keys(url)
         return self.results
+
+    def _forget_redis_keys(self, url: str) -> None:
+        """Delete this run's keys (its own prefix only): the hand-written consumers on
+        ``RedisChannelLayer`` can leave group members behind when 1,000 of them close at once
+        (redis-py's pool refuses some ``group_discard`` calls: "Too many connections")."""
+        import redis
+
+        client = redis.Redis.from_url(url)
+        try:
+            keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+                self.log(f"    removed {len(keys)} Redis key(s) left under prefix {self.prefix}")
+        finally:
+            client.close()
 
     def _server_workloads(self, server: str, started: dict[str, list[Server]]) -> None:
         plan = self.plan
