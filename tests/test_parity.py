@@ -135,6 +135,17 @@ async def test_dependency_refusal_is_1008_in_process(rc_logs: pytest.LogCaptureF
     assert info.value.reason == "parameter 'x_token': missing header 'x-token'"
 
 
+async def test_origin_refusal_is_1008_in_process() -> None:
+    @websocket("/refuse-origin")
+    async def origin(websocket: WebSocket) -> None:
+        await websocket.accept()
+
+    with pytest.raises(HandshakeRefused) as info:
+        async with connect(origin, "/refuse-origin", headers={"origin": "https://evil.example"}):
+            pass
+    assert info.value.code == 1008
+
+
 async def test_handler_refusing_before_accept_sends_its_code() -> None:
     @websocket("/refuse-own")
     async def own(websocket: WebSocket) -> None:
@@ -150,13 +161,14 @@ async def test_handler_refusing_before_accept_sends_its_code() -> None:
 
 
 async def test_scope_route_is_the_matched_route() -> None:
-    @websocket("/matched/{item_id:int}")
-    async def matched(websocket: WebSocket, item_id: int) -> None:
+    async def matched_fn(websocket: WebSocket, item_id: int) -> None:
         await websocket.accept()
-        await websocket.send_json([websocket.scope["route"].path, websocket.scope["route"] is matched])
+        scope = websocket.scope
+        await websocket.send_json([scope["route"].path, scope["route"] is matched, scope["endpoint"] is matched_fn])
 
+    matched = websocket("/matched/{item_id:int}")(matched_fn)
     async with connect(matched, "/matched/7") as ws:
-        assert await ws.receive_json() == ["/matched/{item_id:int}", True]
+        assert await ws.receive_json() == ["/matched/{item_id:int}", True, True]
 
 
 # -- 6. query_params ---------------------------------------------------------------------------
