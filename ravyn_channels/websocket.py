@@ -323,7 +323,9 @@ class WebSocket(Mapping[str, Any]):
         if host is None:
             server = self.scope.get("server")
             if server:
-                name = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+                name = str(server[0])
+                if ":" in name and not name.startswith("["):  # IPv6
+                    name = f"[{name}]"
                 port = server[1]
                 host = name if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{name}:{port}"
             else:

@@ -285,6 +285,7 @@ def _scope(query: bytes, **extra: Any) -> dict[str, Any]:
         ("ws", ("example.org", 443), "ws://example.org:443/p"),
         ("wss", ("example.org", 8443), "wss://example.org:8443/p"),
         ("ws", ("::1", 8000), "ws://[::1]:8000/p"),
+        ("ws", ("[::1]", 80), "ws://[::1]/p"),
     ],
 )
 def test_url_omits_the_default_port(scheme: str, server: tuple[str, int], url: str) -> None:
