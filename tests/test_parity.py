@@ -186,6 +186,16 @@ def test_query_params_multi_dict() -> None:
     assert params == QueryParams("a=1&a=2&b=x&empty=") and params != QueryParams("a=1")
 
 
+def test_query_params_are_bounded_like_django_querydict() -> None:
+    from django.core.exceptions import TooManyFieldsSent
+    from django.test import override_settings
+
+    with override_settings(DATA_UPLOAD_MAX_NUMBER_FIELDS=2):
+        assert QueryParams("a=1&b=2").getlist("b") == ["2"]
+        with pytest.raises(TooManyFieldsSent, match="more than 2 parameters"):
+            QueryParams("a=1&b=2&c=3")
+
+
 async def test_websocket_query_params_dict_is_last_value_per_key() -> None:
     @websocket("/qp")
     async def qp(websocket: WebSocket) -> None:
