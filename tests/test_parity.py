@@ -115,6 +115,12 @@ async def test_partial_endpoint_decorates_and_runs(name: str | None) -> None:
     assert route.name == (name or "greet")
     assert route.consumer.__name__ == "GreetConsumer" and route.consumer.__doc__ == "Greets someone."
     assert route.qualname == "tests.test_parity.greet"
+    from types import SimpleNamespace
+
+    from ravyn_channels.checks import _routes, check_routes
+
+    assert check_routes(routes=[route]) == []
+    assert _routes([SimpleNamespace(name="tests")], [route]) == [route]  # checked with the function's app
     async with connect(route, "/partial?who=ada&greeting=ignored") as ws:
         assert await ws.receive_text() == "hello, ada"  # a bound keyword is never read from the client
 
