@@ -172,6 +172,10 @@ def _is_mapping_annotation(annotation: Any) -> bool:
     return isinstance(base, type) and issubclass(base, (dict, Mapping))
 
 
+def _type_name(annotation: Any) -> str:
+    return annotation.__qualname__ if isinstance(annotation, type) else repr(annotation)
+
+
 def _partial_keywords(func: Any) -> frozenset[str]:
     """Names bound by ``functools.partial`` keywords: their values are fixed, never read from the client."""
     names: set[str] = set()
@@ -345,7 +349,7 @@ def _plan_param(
     _need_type(annotation, where, name)
     path_names = ", ".join(sorted(path_params)) or "none"
     raise TypeError(
-        f"{where}: parameter {name!r} cannot be filled: {annotation!r} is not a type a query parameter "
+        f"{where}: parameter {name!r} cannot be filled: {_type_name(annotation)} is not a type a query parameter "
         "can take. Parameters are filled with the WebSocket (annotate it 'WebSocket' or name it websocket, "
         f"socket or ws), the route's path parameters ({path_names}), the user ('user'), query parameters "
         "(str, int, float, bool, UUID, Enum, Literal, or lists of them), or what Query(), Header(), Cookie() "
