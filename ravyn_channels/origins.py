@@ -19,6 +19,7 @@ Write ``ORIGINS`` with schemes and ports to pin them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -64,7 +65,7 @@ def parse_pattern(pattern: str) -> OriginPattern:
         parts = urlsplit(text if has_scheme else f"//{text}")
     except ValueError as exc:
         raise ValueError(f"origin pattern {pattern!r}: {exc}") from None
-    if has_scheme and parts.scheme not in _DEFAULT_PORTS:
+    if has_scheme and parts.scheme not in ("http", "https"):
         raise ValueError(f"origin pattern {pattern!r}: the scheme must be http or https")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"origin pattern {pattern!r}: an origin is scheme://host[:port], without a path")
@@ -80,14 +81,15 @@ def parse_pattern(pattern: str) -> OriginPattern:
     return OriginPattern(parts.scheme or None, host, port)
 
 
-def _patterns(raw: Sequence[str]) -> list[OriginPattern]:
+@lru_cache(maxsize=64)
+def _patterns(raw: tuple[str, ...]) -> tuple[OriginPattern, ...]:
     parsed = []
     for pattern in raw:
         try:
             parsed.append(parse_pattern(pattern))
         except ValueError:
             continue  # reported by the system check ravyn_channels.E021; never matches
-    return parsed
+    return tuple(parsed)
 
 
 def allowed_origins(route_origins: Sequence[str] | None) -> list[str]:
@@ -126,6 +128,6 @@ def origin_refusal(scope: Mapping[str, Any], patterns: Sequence[str]) -> str | N
     host = parts.hostname
     if not parts.scheme or not host:
         return f"Origin {raw!r} is not allowed ({allowed})"
-    if any(p.matches(parts.scheme, host, port) for p in _patterns(patterns)):
+    if any(p.matches(parts.scheme, host, port) for p in _patterns(tuple(patterns))):
         return None
     return f"Origin {raw!r} is not allowed ({allowed})"

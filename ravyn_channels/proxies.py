@@ -9,6 +9,10 @@ client that sends ``X-Forwarded-For: 10.0.0.5``. With
 right, skipping trusted proxies: the first address that is not one of yours is
 the client (uvicorn's ``--forwarded-allow-ips`` rule). A peer that is not a
 trusted proxy is the client, whatever it sends.
+
+The TCP peer comes from the daphne adapter (``PEER_KEY`` in the scope), else
+from ``scope["client"]``: with ``PATCH_DAPHNE = False``, do not combine
+``TRUSTED_PROXIES`` with ``daphne --proxy-headers``.
 """
 
 from __future__ import annotations

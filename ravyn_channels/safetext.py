@@ -26,7 +26,7 @@ def _replace(match: re.Match[str]) -> str:
     return _SHORT.get(char) or f"\\u{ord(char):04x}"
 
 
-def escape(value: object, limit: int | None = 300) -> str:
+def escape(value: object, limit: int | None = 1000) -> str:
     """``str(value)`` with control and bidi characters escaped, cut to ``limit`` characters."""
     text = value if isinstance(value, str) else str(value)
     if limit is not None and len(text) > limit:

@@ -253,7 +253,7 @@ async def test_too_many_query_parameters_refuse_the_handshake_with_one_warning(
 def test_escape_makes_one_visible_line() -> None:
     assert escape("/a\r\nINFO forged\tline") == "/a\\r\\nINFO forged\\tline"
     assert escape("évil\u202etxt.exe\x1b[31m\x85\u2028") == "évil\\u202etxt.exe\\u001b[31m\\u0085\\u2028"
-    assert escape("x" * 400) == "x" * 300 + "…(100 more)"
+    assert escape("x" * 1100) == "x" * 1000 + "…(100 more)"
     assert escape_json('{"a": "\u202e\u2066"}') == '{"a": "\\u202e\\u2066"}'
 
 
