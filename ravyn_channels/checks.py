@@ -8,6 +8,10 @@
 ``W001``              an unknown ``RAVYN_CHANNELS`` key (ignored)
 ``W002``              no channel layer (``ConnectionManager`` and ``ws_send`` need one)
 ``W003``              the in-memory channel layer while ``DEBUG`` is off (one process only)
+``W020``              ``ALLOWED_HOSTS`` has ``"*"`` and ``ORIGINS`` is not set: any site's page may connect
+``E020``              the same under ``check --deploy``
+``E021``              an ``ORIGINS`` entry that is not an origin pattern
+``E022``              a ``TRUSTED_PROXIES`` entry that is not an IP address or network
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -25,12 +29,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .conf import _raw, get_settings, unknown_keys
 from .params import REQUIRED
 
-__all__ = ["check_channel_layer", "check_routes", "check_settings"]
+__all__ = ["check_channel_layer", "check_origins", "check_origins_deploy", "check_routes", "check_settings"]
 
 _CONVERTER_NAME = re.compile(r"<([^:<>]+):[^<>]+>")
 
@@ -146,6 +150,7 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_MESSAGE_SIZE": (_positive_int, "a positive int (bytes)"),
     "ORIGINS": (lambda v: v is None or _str_list(v), "None or a list of origin patterns"),
     "REQUIRE_ORIGIN": (lambda v: isinstance(v, bool), "True or False"),
+    "TRUSTED_PROXIES": (_str_list, "a list of IP addresses or networks, e.g. ['10.0.0.1', '10.0.0.0/8']"),
     "DISCONNECT_GRACE": (_non_negative_number, "a number of seconds >= 0"),
     "CLOSE_TIMEOUT": (_non_negative_number, "a number of seconds >= 0"),
     "CHANNEL_LAYER": (lambda v: isinstance(v, str), "a CHANNEL_LAYERS alias (str)"),
@@ -223,3 +228,75 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+def _wildcard_hosts_message(app_configs: Any, routes: Iterable[Any] | None, deploy: bool) -> list[CheckMessage]:
+    try:
+        if get_settings().ORIGINS is not None:
+            return []  # an explicit choice, even ["*"]
+    except TypeError:  # RAVYN_CHANNELS is not a dict: E004 says so
+        return []
+    if "*" not in settings.ALLOWED_HOSTS:
+        return []
+    exposed = [r for r in _routes(app_configs, routes) if r.origins is None]
+    if not exposed:
+        return []  # every route names its own origins
+    text = (
+        "ALLOWED_HOSTS contains '*' and RAVYN_CHANNELS['ORIGINS'] is not set, so websocket handshakes from "
+        f"any Origin are accepted ({len(exposed)} route(s), e.g. {exposed[0].path!r}): a page on any site "
+        "can open a websocket with a visitor's session cookie and act as that user."
+    )
+    hint = (
+        "Set RAVYN_CHANNELS['ORIGINS'] to the origins of your pages, e.g. ['https://example.com'] "
+        "(or ['*'] to accept every origin knowingly), or list your hosts in ALLOWED_HOSTS."
+    )
+    if deploy:
+        return [Error(text, hint=hint, id="ravyn_channels.E020")]
+    return [Warning(text, hint=hint, id="ravyn_channels.W020")]
+
+
+@register("ravyn_channels", Tags.security)
+def check_origins(app_configs: Any = None, routes: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W020 ``ALLOWED_HOSTS = ["*"]`` without ``ORIGINS``; E021 bad ``ORIGINS``; E022 bad ``TRUSTED_PROXIES``."""
+    from .origins import parse_pattern
+    from .proxies import parse_networks
+
+    messages = _wildcard_hosts_message(app_configs, routes, deploy=False)
+    try:
+        raw = _raw()
+    except TypeError:
+        return messages
+    origins = raw.get("ORIGINS")
+    for pattern in origins if isinstance(origins, (list, tuple)) and _str_list(origins) else ():
+        try:
+            parse_pattern(pattern)
+        except ValueError as exc:
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['ORIGINS']: {exc}; this entry never matches.",
+                    hint="Write 'https://example.com', 'http://localhost:8000', 'example.com' (any scheme and "
+                    "port), '.example.com' (and its subdomains) or '*'.",
+                    id="ravyn_channels.E021",
+                )
+            )
+    proxies = raw.get("TRUSTED_PROXIES")
+    if isinstance(proxies, (list, tuple)) and _str_list(proxies):
+        try:
+            parse_networks(proxies)
+        except ValueError as exc:
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['TRUSTED_PROXIES']: {exc}; no proxy is trusted until it is fixed.",
+                    hint="List the addresses your reverse proxies connect from, e.g. ['127.0.0.1', '10.0.0.0/8'].",
+                    id="ravyn_channels.E022",
+                )
+            )
+    return messages
+
+
+@register("ravyn_channels", Tags.security, deploy=True)
+def check_origins_deploy(
+    app_configs: Any = None, routes: Iterable[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E020 (``check --deploy``): ``ALLOWED_HOSTS = ["*"]`` without ``ORIGINS``."""
+    return _wildcard_hosts_message(app_configs, routes, deploy=True)

@@ -33,6 +33,9 @@ class Settings:
     MAX_MESSAGE_SIZE: int = 1024 * 1024
     #: Allowed ``Origin`` patterns; ``None`` means ``ALLOWED_HOSTS``.
     ORIGINS: Sequence[str] | None = None
+    #: Addresses or networks (``"10.0.0.1"``, ``"10.0.0.0/8"``) of reverse proxies whose
+    #: ``X-Forwarded-For`` is believed by ``websocket.client``; empty: the server's ``client``.
+    TRUSTED_PROXIES: Sequence[str] = ()
     #: Refuse handshakes that carry no ``Origin`` header (browsers always send one).
     REQUIRE_ORIGIN: bool = False
     #: Seconds a handler may keep running after its client has gone before it is cancelled.

@@ -36,6 +36,7 @@ from typing import Any
 
 from . import status
 from .conf import get_settings
+from .safetext import escape
 
 __all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter"]
 
@@ -102,8 +103,8 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
             logger.warning(
                 "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
                 "it is not reading.",
-                protocol.client_addr,
-                protocol.path.decode("ascii", "replace"),
+                escape(protocol.client_addr),
+                escape(protocol.path.decode("ascii", "replace")),
                 unsent,
                 limit,
             )
@@ -113,6 +114,27 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
         protocol.sendMessage(bytes(data_bytes), True)
     elif data_text is not None:
         protocol.sendMessage(data_text.encode("utf-8"), False)
+
+
+_warned_proxy_headers = False
+
+
+def _keep_peer(server: Any, protocol: Any, scope: dict[str, Any]) -> None:
+    """Keep the TCP peer in the scope: ``daphne --proxy-headers`` replaces ``client`` with a header's value."""
+    from .proxies import PEER_KEY
+
+    global _warned_proxy_headers
+    peer = protocol.transport.getPeer()
+    if hasattr(peer, "host") and hasattr(peer, "port"):
+        scope[PEER_KEY] = [str(peer.host), peer.port]
+    if server.proxy_forwarded_address_header and not _warned_proxy_headers and not get_settings().TRUSTED_PROXIES:
+        _warned_proxy_headers = True
+        logger.warning(
+            "daphne --proxy-headers takes the client's address from the leftmost %s entry, which any client "
+            "can write; websocket.client is not to be trusted. Set RAVYN_CHANNELS['TRUSTED_PROXIES'] to your "
+            "proxies' addresses (see the README's Security section).",
+            server.proxy_forwarded_address_header,
+        )
 
 
 def install_daphne_adapter() -> bool:
@@ -158,7 +180,7 @@ def install_daphne_adapter() -> bool:
             self.server = self.factory.server_class
             self.server.protocol_connected(self)
             self.request, self.client_addr = request, None
-            logger.info("Refused websocket %s: non-ASCII Sec-WebSocket-Protocol header", request.path)
+            logger.info("Refused websocket %s: non-ASCII Sec-WebSocket-Protocol header", escape(request.path))
             raise ConnectionDeny(400, "Sec-WebSocket-Protocol must be ASCII")  # type: ignore[no-untyped-call]
         self.failByDrop = False
         self.maxMessagePayloadSize = self.maxFramePayloadSize = get_settings().MAX_MESSAGE_SIZE
@@ -167,6 +189,7 @@ def install_daphne_adapter() -> bool:
     def create_application(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
         if not isinstance(protocol, WebSocketProtocol):
             return original_create(self, protocol, scope)
+        _keep_peer(self, protocol, scope)
         # daphne's own body, with a flow-controlled queue instead of an unbounded one.
         assert "application_instance" not in self.connections[protocol]
         queue = FlowControlQueue(protocol.transport, get_settings().RECEIVE_QUEUE_LIMIT)

@@ -359,9 +359,15 @@ class WebSocket(Mapping[str, Any]):
 
     @property
     def client(self) -> Address | None:
-        """The peer's address, or ``None`` when the server does not know it."""
-        client = self.scope.get("client")
-        return Address(str(client[0]), int(client[1])) if client else None
+        """The client's address (``None`` when the server does not know it).
+
+        Behind reverse proxies listed in ``RAVYN_CHANNELS["TRUSTED_PROXIES"]`` it is
+        the address they forwarded (``ravyn_channels.proxies.client_address``);
+        otherwise the server's ``scope["client"]``.
+        """
+        from .proxies import client_address
+
+        return client_address(self.scope)
 
     @property
     def user(self) -> Any:
@@ -522,6 +528,10 @@ class WebSocket(Mapping[str, Any]):
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebSocketPayloadError(
                 status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, f"receive_json() got invalid JSON: {exc}"
+            ) from None
+        except RecursionError:  # "[[[[...": deeper than Python's decoder can follow
+            raise WebSocketPayloadError(
+                status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "receive_json() got JSON nested too deeply to decode"
             ) from None
 
     async def iter_text(self) -> AsyncIterator[str]:

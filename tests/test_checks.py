@@ -11,7 +11,13 @@ from django.core.checks.registry import registry
 from django.test import override_settings
 
 from ravyn_channels import Query, WebSocket, WebSocketRoute
-from ravyn_channels.checks import check_channel_layer, check_routes, check_settings
+from ravyn_channels.checks import (
+    check_channel_layer,
+    check_origins,
+    check_origins_deploy,
+    check_routes,
+    check_settings,
+)
 
 
 def route(path: str, endpoint: Any = None) -> WebSocketRoute[Any]:
@@ -146,3 +152,47 @@ def test_w003_in_memory_layer_without_debug() -> None:
     redis = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
     with override_settings(CHANNEL_LAYERS=redis, DEBUG=False):
         assert check_channel_layer() == []
+
+
+def test_w020_allowed_hosts_wildcard_without_origins() -> None:
+    routes = [route("/open"), route("/pinned")]
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        [warning] = check_origins(routes=routes)
+        assert isinstance(warning, Warning) and warning.id == "ravyn_channels.W020"
+        assert "ALLOWED_HOSTS contains '*'" in warning.msg and "any Origin are accepted (2 route(s)" in warning.msg
+        assert "RAVYN_CHANNELS['ORIGINS']" in (warning.hint or "")
+    with override_settings(ALLOWED_HOSTS=["*"], RAVYN_CHANNELS={"ORIGINS": ["https://example.com"]}):
+        assert check_origins(routes=routes) == []
+    with override_settings(ALLOWED_HOSTS=["*"], RAVYN_CHANNELS={"ORIGINS": ["*"]}):  # a knowing choice
+        assert check_origins(routes=routes) == []
+    with override_settings(ALLOWED_HOSTS=["example.com"]):
+        assert check_origins(routes=routes) == []
+    pinned = WebSocketRoute(routes[0].endpoint, "/p", origins=["https://example.com"])
+    with override_settings(ALLOWED_HOSTS=["*"]):  # every route names its own origins
+        assert check_origins(routes=[pinned]) == []
+
+
+def test_e020_the_same_is_an_error_under_check_deploy() -> None:
+    assert check_origins_deploy in registry.get_checks(include_deployment_checks=True)
+    assert check_origins_deploy not in registry.get_checks(include_deployment_checks=False)
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        [error] = check_origins_deploy(routes=[route("/open")])
+        assert isinstance(error, Error) and error.id == "ravyn_channels.E020"
+    with override_settings(ALLOWED_HOSTS=["*"], RAVYN_CHANNELS={"ORIGINS": ["https://example.com"]}):
+        assert check_origins_deploy(routes=[route("/open")]) == []
+
+
+def test_e021_an_origin_pattern_that_never_matches() -> None:
+    with override_settings(RAVYN_CHANNELS={"ORIGINS": ["https://ok.example", "*.example.com", "https://a.example/app"]}):
+        errors = check_origins(routes=[])
+    assert ids(errors) == ["ravyn_channels.E021", "ravyn_channels.E021"]
+    assert "origin pattern '*.example.com': write '.example.com'" in errors[0].msg
+    assert "'https://a.example/app': an origin is scheme://host[:port], without a path" in errors[1].msg
+
+
+def test_e022_a_trusted_proxy_that_is_not_an_address() -> None:
+    with override_settings(RAVYN_CHANNELS={"TRUSTED_PROXIES": ["10.0.0.0/8", "nginx"]}):
+        [error] = check_origins(routes=[])
+    assert error.id == "ravyn_channels.E022" and "'nginx' is not an IP address or network" in error.msg
+    with override_settings(RAVYN_CHANNELS={"TRUSTED_PROXIES": "10.0.0.1"}):
+        assert ids(check_settings()) == ["ravyn_channels.E004"]

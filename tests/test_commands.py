@@ -6,6 +6,7 @@ import io
 import json
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -16,6 +17,7 @@ from ravyn_channels import Query, WebSocket, websocket
 from ravyn_channels.layers import redis_channel_layer
 from ravyn_channels.manager import ConnectionManager, group_name
 from ravyn_channels.permissions import HasPerm, IsAuthenticated
+from ravyn_channels.testing import connect
 from tests.conftest import REDIS_URL, require_redis
 
 
@@ -118,3 +120,33 @@ def test_ws_send_json_and_manager_default_group(redis_layer: Any) -> None:
     assert json.loads(received(redis_layer, channel)["text"]) == {"kind": "notice", "n": 1}
     with pytest.raises(CommandError, match="--json: MESSAGE is not valid JSON"):
         run("ws_send", "lobby", "--json", "{nope")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_ws_send_json_refuses_nan_and_infinity(constant: str) -> None:
+    redis = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}  # refused before any connection
+    with override_settings(CHANNEL_LAYERS=redis), pytest.raises(
+        CommandError, match=rf"--json: MESSAGE is not valid JSON \({constant} is not JSON .*send null or a string"
+    ):
+        run("ws_send", "lobby", "--json", f'{{"temperature": {constant}}}')
+
+
+@pytest.mark.django_db
+async def test_ws_presence_escapes_control_and_bidi_characters() -> None:
+    import asyncio
+
+    from tests.test_presence import ready, room_socket
+
+    room = f"bidi {uuid.uuid4().hex[:8]}"
+    nick = "eve\u202egpj.exe\u2066\x1b[2J"
+    async with connect(room_socket, f"/p/{room}?nick={quote(nick)}") as ws:
+        await ready(ws)
+        out = io.StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", room, stdout=out, stderr=io.StringIO())
+        table = out.getvalue()
+        out = io.StringIO()
+        await asyncio.to_thread(call_command, "ws_presence", room, "--json", stdout=out, stderr=io.StringIO())
+        listing = out.getvalue()
+    assert not any(c in table + listing for c in "\u202e\u2066\x1b")
+    assert '{"nick": "eve\\u202egpj.exe\\u2066\\u001b[2J"}' in table
+    assert json.loads(listing)[0]["meta"] == {"nick": nick}  # the same data, escaped JSON

@@ -14,6 +14,7 @@ from ravyn_channels.conf import get_settings
 from ravyn_channels.manager import ConnectionManager, group_name
 from ravyn_channels.presence import Member, timings
 from ravyn_channels.presence.store import Info, PresenceBackend, open_backend
+from ravyn_channels.safetext import escape, escape_json
 
 
 class Command(BaseCommand):
@@ -64,7 +65,7 @@ class Command(BaseCommand):
         width = max(len(g) for g in groups)
         for name, count in sorted(groups.items()):
             note = "  (a whole manager)" if name.startswith("ravyn.all.") else ""
-            self.stdout.write(f"{name:<{width}}  {count}{note}")
+            self.stdout.write(escape(f"{name:<{width}}  {count}{note}", limit=None))
 
     def _print_members(self, label: str, found: dict[str, Info], as_json: bool) -> None:
         members = sorted((Member.from_info(c, i) for c, i in found.items()), key=lambda m: m.joined_at)
@@ -74,14 +75,14 @@ class Command(BaseCommand):
                  "joined_at": m.joined_at, "meta": m.meta}
                 for m in members
             ]
-            self.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False))
+            self.stdout.write(escape_json(json.dumps(rows, indent=2, ensure_ascii=False)))
             return
-        self.stdout.write(f"{len(members)} connection{'s' if len(members) != 1 else ''} in {label}")
+        self.stdout.write(escape(f"{len(members)} connection{'s' if len(members) != 1 else ''} in {label}", None))
         for m in members:
             joined = datetime.fromtimestamp(m.joined_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             user = f"{m.username} (id {m.user_id})" if m.user_id is not None else "anonymous"
             meta = json.dumps(m.meta, ensure_ascii=False) if m.meta else ""
-            self.stdout.write(f"  {m.connection_id}  {user}  joined {joined}  {meta}".rstrip())
+            self.stdout.write(escape(f"  {m.connection_id}  {user}  joined {joined}  {meta}".rstrip(), limit=None))
 
 
 async def _read(store: PresenceBackend, read: Any) -> Any:

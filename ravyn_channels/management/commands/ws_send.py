@@ -12,6 +12,13 @@ from ravyn_channels.conf import get_settings
 from ravyn_channels.manager import ConnectionManager
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(
+        f"{name} is not JSON (Python's json module accepts it, browsers' JSON.parse does not); "
+        "send null or a string instead"
+    )
+
+
 class _IntermixedParser(CommandParser):
     """Options may sit between ROOM and MESSAGE (``ws_send lobby --json '{...}'``)."""
 
@@ -63,7 +70,7 @@ class Command(BaseCommand):
         payload: Any = message
         if options["json"]:
             try:
-                payload = json.loads(message)
+                payload = json.loads(message, parse_constant=_refuse_constant)
             except ValueError as exc:
                 raise CommandError(f"--json: MESSAGE is not valid JSON ({exc}).") from None
             if isinstance(payload, str):
