@@ -45,6 +45,9 @@ class Settings:
     #: reading (checked before each send, so one large message always goes out);
     #: ``None`` disables the check.
     SEND_BUFFER_LIMIT: int | None = 1024 * 1024
+    #: Frames one client message may arrive in (under daphne); more closes with 1009.
+    #: ``None`` disables the count (the message size limit still applies).
+    MAX_MESSAGE_FRAGMENTS: int | None = 4096
     #: Client messages daphne queues for the application before it stops reading
     #: the socket (TCP backpressure).
     RECEIVE_QUEUE_LIMIT: int = 64

@@ -88,6 +88,16 @@ def _unsent_bytes(transport: Any) -> int:
         return 0
 
 
+def _path(protocol: Any) -> str:
+    request = getattr(protocol, "request", None)
+    return str(getattr(request, "path", "?"))
+
+
+def _client(protocol: Any) -> str:
+    addr = getattr(protocol, "client_addr", None)
+    return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+
 def _send(protocol: Any, message: dict[str, Any]) -> None:
     data_bytes = message.get("bytes")
     data_text = message.get("text")
@@ -191,9 +201,56 @@ def install_daphne_adapter() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
+    original_begin = WebSocketProtocol.onMessageBegin
+    original_frame_data = WebSocketProtocol.onMessageFrameData
+    original_frame = WebSocketProtocol.onMessageFrame
+    original_end = WebSocketProtocol.onMessageEnd
+
+    # A fragmented message: autobahn keeps every frame's payload as its own bytes object in
+    # a list (~55 bytes of memory per 1-byte fragment); join into one bytearray instead and
+    # count the frames.
+    def onMessageBegin(self: Any, isBinary: bool) -> None:
+        original_begin(self, isBinary)
+        self.message_data = bytearray()
+        self._rc_fragments = 0
+
+    def onMessageFrameData(self: Any, payload: bytes) -> None:
+        if not isinstance(self.message_data, bytearray):
+            original_frame_data(self, payload)
+        elif not self.failedByMe:
+            self.message_data += payload
+
+    def onMessageFrame(self: Any, payload: list[bytes]) -> None:
+        if not isinstance(self.message_data, bytearray):
+            original_frame(self, payload)
+            return
+        if self.failedByMe:
+            return
+        self._rc_fragments += 1
+        limit = get_settings().MAX_MESSAGE_FRAGMENTS
+        if limit is not None and self._rc_fragments > limit:
+            logger.warning(
+                "Closing websocket %s from %s with 1009: a message in more than %d fragments "
+                "(MAX_MESSAGE_FRAGMENTS).",
+                _path(self),
+                _client(self),
+                limit,
+            )
+            self.message_data = bytearray()
+            self._fail_connection(status.WS_1009_MESSAGE_TOO_BIG, "message in too many fragments")
+
+    def onMessageEnd(self: Any) -> None:
+        if isinstance(self.message_data, bytearray):
+            self.message_data = [bytes(self.message_data)]
+        original_end(self)
+
     patches: tuple[tuple[Any, str, Any, Any], ...] = (
         (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
         (WebSocketProtocol, "onConnect", onConnect, original_connect),
+        (WebSocketProtocol, "onMessageBegin", onMessageBegin, original_begin),
+        (WebSocketProtocol, "onMessageFrameData", onMessageFrameData, original_frame_data),
+        (WebSocketProtocol, "onMessageFrame", onMessageFrame, original_frame),
+        (WebSocketProtocol, "onMessageEnd", onMessageEnd, original_end),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     )

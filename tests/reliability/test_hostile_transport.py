@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import select
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import StartServer
+from tests.integration.conftest import Server, StartServer
 
 from .rawws import frame, open_raw, read_close_code
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.reliability.apps:app"
+MIB = 1024  # in KiB, the unit of rss_kib
 
 
 async def test_server_close_reaches_the_handler_as_disconnect(start_server: StartServer) -> None:
@@ -50,3 +55,96 @@ async def test_shutdown_reaches_a_busy_handler_as_disconnect(start_server: Start
     log = server.log()
     assert "hold counted 0" in log, log
     assert "Traceback" not in log
+
+
+async def stats(ws_connect: Any, server: Server) -> dict[str, int]:
+    async with ws_connect(f"{server.ws}/stats") as ws:
+        return dict(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+
+
+def closed_with(sock: socket.socket, timeout: float = 5.0) -> int | None:
+    """The close code the server sent, or None if it only dropped the connection."""
+    try:
+        return read_close_code(sock, timeout)
+    except OSError:
+        return None
+
+
+def sync(sock: socket.socket) -> int | None:
+    """Ping and wait: None once the server answered (it has processed everything before), else its close code."""
+    try:
+        sock.sendall(frame(b"sync", opcode=0x9))
+    except OSError:
+        return closed_with(sock)
+    sock.settimeout(20)
+    buffer = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return -1  # dropped without a close frame
+            buffer += chunk
+            while len(buffer) >= 2:
+                length = buffer[1] & 0x7F
+                if len(buffer) < 2 + length:
+                    break
+                opcode, payload, buffer = buffer[0] & 0x0F, buffer[2 : 2 + length], buffer[2 + length :]
+                if opcode == 0xA:
+                    return None
+                if opcode == 0x8:
+                    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+    except OSError:
+        return -1
+
+
+def send_until_closed(sock: socket.socket, chunks: Iterator[bytes]) -> bool:
+    """Send ``chunks`` until the server has something to say (a close frame); whether all were sent."""
+    sock.settimeout(5)
+    for chunk in chunks:
+        if select.select([sock], [], [], 0)[0]:
+            return False
+        try:
+            sock.sendall(chunk)
+        except OSError:
+            return False
+    return True
+
+
+async def test_many_fragments_close_1009_and_memory_stays_bounded(start_server: StartServer, ws_connect: Any) -> None:
+    """200,000 one-byte continuation frames (1.4 MB on the wire) of one unfinished message."""
+    server = start_server(APP)
+    before = await stats(ws_connect, server)
+    sock = await asyncio.to_thread(open_raw, server.port, "/echo")
+    fragments = 200_000
+    one = frame(b"c", opcode=0x0, fin=False)
+    batch = 2000
+
+    def chunks() -> Iterator[bytes]:
+        yield frame(b"s", opcode=0x1, fin=False)
+        for _ in range(fragments // batch):
+            yield one * batch
+
+    try:
+        finished = await asyncio.to_thread(send_until_closed, sock, chunks())
+        code = await asyncio.to_thread(sync if finished else closed_with, sock)
+        held = await stats(ws_connect, server)  # while the message would still be assembling
+    finally:
+        sock.close()
+    growth = held["rss_kib"] - before["rss_kib"]
+    print(
+        f"{fragments} one-byte fragments: all sent {finished}; close {code}; "
+        f"RSS {before['rss_kib']} -> {held['rss_kib']} KiB (+{growth} KiB)"
+    )
+    assert code == 1009
+    assert growth <= 2 * MIB
+    assert server.log().count("fragments") == 1
+
+
+async def test_fragmented_messages_under_the_bound_arrive_whole(start_server: StartServer, ws_connect: Any) -> None:
+    server = start_server(APP)
+    parts = ["é" * 10, "x", "ü" * 500] * 100  # 300 fragments
+    async with ws_connect(f"{server.ws}/echo", max_size=None) as ws:
+        await ws.send(iter(parts))
+        assert await asyncio.wait_for(ws.recv(), 5) == "".join(parts)
+        await ws.send("after")
+        assert await asyncio.wait_for(ws.recv(), 5) == "after"
