@@ -244,6 +244,27 @@ def install_daphne_adapter() -> bool:
             self.message_data = [bytes(self.message_data)]
         original_end(self)
 
+    original_ping = WebSocketProtocol.onPing
+
+    # Pongs go out like any frame: a client that pings and never reads grows the unsent
+    # buffer, so the send bound counts them too.
+    def onPing(self: Any, payload: bytes) -> None:
+        limit = get_settings().SEND_BUFFER_LIMIT
+        if limit is not None and self.state == AutobahnProtocol.STATE_OPEN:
+            unsent = _unsent_bytes(self.transport)
+            if unsent > limit:
+                logger.warning(
+                    "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
+                    "it sends pings and is not reading pongs.",
+                    _client(self),
+                    _path(self),
+                    unsent,
+                    limit,
+                )
+                self.transport.abortConnection()
+                return
+        original_ping(self, payload)
+
     patches: tuple[tuple[Any, str, Any, Any], ...] = (
         (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
         (WebSocketProtocol, "onConnect", onConnect, original_connect),
@@ -251,6 +272,7 @@ def install_daphne_adapter() -> bool:
         (WebSocketProtocol, "onMessageFrameData", onMessageFrameData, original_frame_data),
         (WebSocketProtocol, "onMessageFrame", onMessageFrame, original_frame),
         (WebSocketProtocol, "onMessageEnd", onMessageEnd, original_end),
+        (WebSocketProtocol, "onPing", onPing, original_ping),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     )

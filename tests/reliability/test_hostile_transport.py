@@ -89,7 +89,7 @@ def sync(sock: socket.socket) -> int | None:
                 if len(buffer) < 2 + length:
                     break
                 opcode, payload, buffer = buffer[0] & 0x0F, buffer[2 : 2 + length], buffer[2 + length :]
-                if opcode == 0xA:
+                if opcode == 0xA and payload == b"sync":
                     return None
                 if opcode == 0x8:
                     return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
@@ -148,3 +148,51 @@ async def test_fragmented_messages_under_the_bound_arrive_whole(start_server: St
         assert await asyncio.wait_for(ws.recv(), 5) == "".join(parts)
         await ws.send("after")
         assert await asyncio.wait_for(ws.recv(), 5) == "after"
+
+
+def drained_to_close(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """Read and discard until the server closes the connection (True) or goes quiet for ``timeout`` (False)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        pass  # reset: closed
+    return True
+
+
+async def test_ping_flood_without_reading_is_dropped(start_server: StartServer, ws_connect: Any) -> None:
+    """A client that sends 13 MB of pings and never reads the pongs."""
+    server = start_server(APP)
+    before = await stats(ws_connect, server)
+    sock = await asyncio.to_thread(open_raw, server.port, "/echo")
+    batch = frame(b"p" * 125, opcode=0x9) * 100
+    total = 100_000
+
+    def flood() -> int:
+        sock.settimeout(5)
+        sent = 0
+        try:
+            while sent < total:
+                sock.sendall(batch)
+                sent += 100
+        except OSError:
+            pass
+        return sent
+
+    try:
+        sent = await asyncio.to_thread(flood)
+        held = await stats(ws_connect, server)
+        closed = await asyncio.to_thread(drained_to_close, sock)
+    finally:
+        sock.close()
+    growth = held["rss_kib"] - before["rss_kib"]
+    print(
+        f"ping flood: {sent} x 131 B pings sent before the server stopped us; "
+        f"RSS {before['rss_kib']} -> {held['rss_kib']} KiB (+{growth} KiB); closed {closed}"
+    )
+    assert closed
+    assert growth <= 3 * MIB
+    assert "is not reading pongs" in server.log()
