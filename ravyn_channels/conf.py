@@ -48,6 +48,10 @@ class Settings:
     #: Frames one client message may arrive in (under daphne); more closes with 1009.
     #: ``None`` disables the count (the message size limit still applies).
     MAX_MESSAGE_FRAGMENTS: int | None = 4096
+    #: Seconds a client has, under daphne, to send a complete request head (the websocket
+    #: upgrade, or an HTTP request) from connecting or from the end of the previous
+    #: response on a kept-alive connection; then the TCP connection is closed. ``None``: no limit.
+    HANDSHAKE_TIMEOUT: float | None = 5.0
     #: Client messages daphne queues for the application before it stops reading
     #: the socket (TCP backpressure).
     RECEIVE_QUEUE_LIMIT: int = 64

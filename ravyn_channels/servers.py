@@ -125,6 +125,79 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
         protocol.sendMessage(data_text.encode("utf-8"), False)
 
 
+class RequestHeadDeadline:
+    """Aborts an HTTP connection whose request head does not arrive within ``timeout`` seconds.
+
+    Armed when the connection opens and again after each response on a kept-alive
+    connection; disarmed once all headers are in (after which a websocket upgrade
+    is daphne's: its own timeouts run from there). Twisted's idle timer restarts
+    on every byte, so a client trickling one byte a second is never idle.
+    """
+
+    __slots__ = ("_call", "_channel", "_protocol", "_timeout")
+
+    def __init__(self, protocol: Any, channel: Any, timeout: float):
+        self._protocol = protocol
+        self._channel = channel
+        self._timeout = timeout
+        self._call: Any = None
+        made, head, done, lost = (
+            channel.connectionMade,
+            channel.allHeadersReceived,
+            channel.requestDone,
+            channel.connectionLost,
+        )
+
+        def connectionMade() -> None:
+            self.arm()
+            made()
+
+        def allHeadersReceived() -> None:
+            self.disarm()
+            head()
+
+        def requestDone(request: Any) -> None:
+            done(request)
+            if channel.persistent and channel.transport is not None and not channel.transport.disconnecting:
+                self.arm()
+
+        def connectionLost(reason: Any) -> None:
+            self.disarm()
+            lost(reason)
+
+        channel.connectionMade = connectionMade
+        channel.allHeadersReceived = allHeadersReceived
+        channel.requestDone = requestDone
+        channel.connectionLost = connectionLost
+
+    def arm(self) -> None:
+        """Start (or restart) the deadline."""
+        self.disarm()
+        self._call = self._channel.callLater(self._timeout, self._expire)
+
+    def disarm(self) -> None:
+        """Cancel the deadline, if it is running."""
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+
+    def _expire(self) -> None:
+        self._call = None
+        channel = self._channel
+        transport = channel.transport
+        if transport is None or getattr(self._protocol, "_channel", channel) is not channel:
+            return  # the connection moved on (HTTP/2 took over)
+        peer = transport.getPeer()
+        logger.info(
+            "Closed connection from %s:%s: no complete request head within %gs (HANDSHAKE_TIMEOUT)",
+            getattr(peer, "host", "?"),
+            getattr(peer, "port", "?"),
+            self._timeout,
+        )
+        transport.abortConnection()
+
+
 def install_daphne_adapter() -> bool:
     """Adapt daphne (idempotent). Returns whether the adapter is installed."""
     global _installed
@@ -135,6 +208,7 @@ def install_daphne_adapter() -> bool:
     try:
         from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
         from autobahn.websocket.types import ConnectionDeny
+        from daphne.http_protocol import HTTPFactory
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
         from twisted.internet import defer
@@ -265,6 +339,16 @@ def install_daphne_adapter() -> bool:
                 return
         original_ping(self, payload)
 
+    original_build = HTTPFactory.buildProtocol
+
+    def buildProtocol(self: Any, addr: Any) -> Any:
+        protocol = original_build(self, addr)
+        timeout = get_settings().HANDSHAKE_TIMEOUT
+        channel = getattr(protocol, "_channel", None)
+        if timeout is not None and channel is not None:
+            RequestHeadDeadline(protocol, channel, timeout)
+        return protocol
+
     patches: tuple[tuple[Any, str, Any, Any], ...] = (
         (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
         (WebSocketProtocol, "onConnect", onConnect, original_connect),
@@ -273,6 +357,7 @@ def install_daphne_adapter() -> bool:
         (WebSocketProtocol, "onMessageFrame", onMessageFrame, original_frame),
         (WebSocketProtocol, "onMessageEnd", onMessageEnd, original_end),
         (WebSocketProtocol, "onPing", onPing, original_ping),
+        (HTTPFactory, "buildProtocol", buildProtocol, original_build),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     )

@@ -196,3 +196,46 @@ async def test_ping_flood_without_reading_is_dropped(start_server: StartServer, 
     assert closed
     assert growth <= 3 * MIB
     assert "is not reading pongs" in server.log()
+
+
+async def test_slowloris_handshakes_are_closed_after_the_deadline(start_server: StartServer, ws_connect: Any) -> None:
+    """100 sockets trickling one header byte a second are all closed shortly after HANDSHAKE_TIMEOUT."""
+    deadline = 2.0
+    settings = {"RAVYN_CHANNELS": {"AUTODISCOVER": [], "HANDSHAKE_TIMEOUT": deadline}}
+    server = start_server(APP, env={"APP_SETTINGS": json.dumps(settings)})
+    head = f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n".encode()
+    count = 100
+
+    def trickle() -> list[float | None]:
+        started = time.monotonic()
+        socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(count)]
+        closed_at: list[float | None] = [None] * count
+        try:
+            for second in range(15):
+                for i, sock in enumerate(socks):
+                    if closed_at[i] is not None:
+                        continue
+                    try:
+                        readable = select.select([sock], [], [], 0)[0]
+                        if readable and not sock.recv(1024):
+                            raise ConnectionResetError
+                        sock.send(head[second : second + 1])
+                    except OSError:
+                        closed_at[i] = time.monotonic() - started
+                if all(t is not None for t in closed_at):
+                    break
+                time.sleep(1)
+        finally:
+            for sock in socks:
+                sock.close()
+        return closed_at
+
+    closed_at = await asyncio.to_thread(trickle)
+    open_left = sum(t is None for t in closed_at)
+    latest = max((t for t in closed_at if t is not None), default=None)
+    print(f"slowloris: {count} trickling handshakes, {open_left} still open after 15 s; last closed at {latest} s")
+    assert open_left == 0
+    assert latest is not None and latest <= deadline + 4
+    async with ws_connect(f"{server.ws}/echo") as ws:  # a real client still gets through
+        await ws.send("hi")
+        assert await asyncio.wait_for(ws.recv(), 5) == "hi"
