@@ -13,6 +13,15 @@ in a few precise places, each fixed here by wrapping one daphne method:
   gets HTTP 400 instead of a 500 and a traceback; oversized or invalid frames get a close frame
   (1009, 1002, 1007) instead of a TCP reset (``failByDrop = False``), and
   ``MAX_MESSAGE_SIZE`` replaces daphne's fixed 1 MiB limit.
+- ``WebSocketProtocol.onMessage*``: a fragmented message is joined into one buffer as
+  it arrives (autobahn kept each frame as its own object, ~55 bytes per 1-byte
+  fragment), and a message in more than ``MAX_MESSAGE_FRAGMENTS`` frames closes with 1009.
+- ``WebSocketProtocol.onPing``: pongs count in ``SEND_BUFFER_LIMIT``; a client that
+  pings and never reads is dropped.
+- ``WebSocketProtocol.onClose``: when autobahn closed the connection itself (1002,
+  1007, 1009), the application hears that code, even if the client never replied.
+- ``HTTPFactory.buildProtocol``: a connection must send its whole request head (the
+  websocket upgrade) within ``HANDSHAKE_TIMEOUT`` seconds, however slowly it trickles.
 - ``Server.create_application``: the application's input queue pauses reading
   from the socket while ``RECEIVE_QUEUE_LIMIT`` messages wait, so a flooding
   client meets TCP backpressure instead of growing the server's memory.
@@ -339,6 +348,16 @@ def install_daphne_adapter() -> bool:
                 return
         original_ping(self, payload)
 
+    original_close = WebSocketProtocol.onClose
+
+    # When autobahn itself closed the connection (1009 oversized, 1002, 1007, too many
+    # fragments), the application hears that code, not the client's echo or 1006 when the
+    # client vanished without replying.
+    def onClose(self: Any, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.failedByMe and self.localCloseCode is not None:
+            code = self.localCloseCode
+        original_close(self, wasClean, code, reason)
+
     original_build = HTTPFactory.buildProtocol
 
     def buildProtocol(self: Any, addr: Any) -> Any:
@@ -357,6 +376,7 @@ def install_daphne_adapter() -> bool:
         (WebSocketProtocol, "onMessageFrame", onMessageFrame, original_frame),
         (WebSocketProtocol, "onMessageEnd", onMessageEnd, original_end),
         (WebSocketProtocol, "onPing", onPing, original_ping),
+        (WebSocketProtocol, "onClose", onClose, original_close),
         (HTTPFactory, "buildProtocol", buildProtocol, original_build),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),

@@ -6,6 +6,7 @@ import asyncio
 import json
 import select
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from tests.integration.conftest import Server, StartServer
 
-from .rawws import frame, open_raw, read_close_code
+from .rawws import frame, open_raw, read_close_code, reset
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +240,20 @@ async def test_slowloris_handshakes_are_closed_after_the_deadline(start_server: 
     async with ws_connect(f"{server.ws}/echo") as ws:  # a real client still gets through
         await ws.send("hi")
         assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+
+
+async def test_protocol_level_close_reaches_the_handler_with_our_code(start_server: StartServer) -> None:
+    """daphne closes 1009 for a frame over MAX_MESSAGE_SIZE; the client vanishes instead of replying."""
+    server = start_server(APP)
+
+    def attack() -> int | None:
+        sock = open_raw(server.port, "/gone/big")
+        head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 2 * 1024 * 1024) + b"mask"  # no payload follows
+        sock.sendall(head)
+        code = read_close_code(sock)  # skips "ready"
+        reset(sock)
+        return code
+
+    assert await asyncio.to_thread(attack) == 1009
+    log = await asyncio.to_thread(server.wait_for_log, "gone big ", 10)
+    assert "gone big 1009 " in log, log
