@@ -285,28 +285,30 @@ def install_daphne_adapter() -> bool:
         return waiting
 
     original_begin = WebSocketProtocol.onMessageBegin
-    original_frame_data = WebSocketProtocol.onMessageFrameData
-    original_frame = WebSocketProtocol.onMessageFrame
     original_end = WebSocketProtocol.onMessageEnd
 
     # A fragmented message: autobahn keeps every frame's payload as its own bytes object in
-    # a list (~55 bytes of memory per 1-byte fragment); join into one bytearray instead and
-    # count the frames.
+    # a list (~55 bytes of memory per 1-byte fragment). The first chunk stays as it is (a
+    # message in one frame costs no copy); from the second on they are joined into one
+    # bytearray. Frames are counted against MAX_MESSAGE_FRAGMENTS.
     def onMessageBegin(self: Any, isBinary: bool) -> None:
         original_begin(self, isBinary)
-        self.message_data = bytearray()
         self._rc_fragments = 0
 
     def onMessageFrameData(self: Any, payload: bytes) -> None:
-        if not isinstance(self.message_data, bytearray):
-            original_frame_data(self, payload)
-        elif not self.failedByMe:
-            self.message_data += payload
+        if self.failedByMe:
+            return
+        data = self.message_data
+        if isinstance(data, bytearray):
+            data += payload
+        elif not data:
+            data.append(payload)
+        else:
+            joined = self.message_data = bytearray(data[0])
+            joined += payload
 
     def onMessageFrame(self: Any, payload: list[bytes]) -> None:
-        if not isinstance(self.message_data, bytearray):
-            original_frame(self, payload)
-            return
+        # ``payload`` is the frame's chunk list, left empty: the chunks are in message_data.
         if self.failedByMe:
             return
         self._rc_fragments += 1
@@ -319,7 +321,7 @@ def install_daphne_adapter() -> bool:
                 _client(self),
                 limit,
             )
-            self.message_data = bytearray()
+            self.message_data = []
             self._fail_connection(status.WS_1009_MESSAGE_TOO_BIG, "message in too many fragments")
 
     def onMessageEnd(self: Any) -> None:
@@ -372,8 +374,8 @@ def install_daphne_adapter() -> bool:
         (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
         (WebSocketProtocol, "onConnect", onConnect, original_connect),
         (WebSocketProtocol, "onMessageBegin", onMessageBegin, original_begin),
-        (WebSocketProtocol, "onMessageFrameData", onMessageFrameData, original_frame_data),
-        (WebSocketProtocol, "onMessageFrame", onMessageFrame, original_frame),
+        (WebSocketProtocol, "onMessageFrameData", onMessageFrameData, WebSocketProtocol.onMessageFrameData),
+        (WebSocketProtocol, "onMessageFrame", onMessageFrame, WebSocketProtocol.onMessageFrame),
         (WebSocketProtocol, "onMessageEnd", onMessageEnd, original_end),
         (WebSocketProtocol, "onPing", onPing, original_ping),
         (WebSocketProtocol, "onClose", onClose, original_close),
