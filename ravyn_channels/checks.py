@@ -253,8 +253,8 @@ def check_transport_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
             messages.append(
                 Error(
                     f"RAVYN_CHANNELS['MAX_MESSAGE_FRAGMENTS'] is {value!r}; it must be None or a positive int.",
-                    hint="The default 4096 lets a 1 MiB message arrive in 256-byte fragments; a message in "
-                    "more frames closes with 1009. None turns the count off.",
+                    hint="None (the default) allows one fragment per 64 bytes of MAX_MESSAGE_SIZE, at "
+                    "least 1024; a message in more frames closes with 1009.",
                     id="ravyn_channels.E041",
                 )
             )

@@ -44,7 +44,7 @@ from functools import partial
 from typing import Any
 
 from . import status
-from .conf import get_settings
+from .conf import fragment_limit, get_settings
 
 __all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter"]
 
@@ -312,8 +312,8 @@ def install_daphne_adapter() -> bool:
         if self.failedByMe:
             return
         self._rc_fragments += 1
-        limit = get_settings().MAX_MESSAGE_FRAGMENTS
-        if limit is not None and self._rc_fragments > limit:
+        limit = fragment_limit(get_settings())
+        if self._rc_fragments > limit:
             logger.warning(
                 "Closing websocket %s from %s with 1009: a message in more than %d fragments "
                 "(MAX_MESSAGE_FRAGMENTS).",

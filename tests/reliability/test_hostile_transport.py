@@ -168,7 +168,7 @@ async def test_ping_flood_without_reading_is_dropped(start_server: StartServer, 
     """A client that sends 13 MB of pings and never reads the pongs."""
     server = start_server(APP)
     before = await stats(ws_connect, server)
-    sock = await asyncio.to_thread(open_raw, server.port, "/echo")
+    sock = await asyncio.to_thread(open_raw, server.port, "/echo", 5.0, 65536)
     batch = frame(b"p" * 125, opcode=0x9) * 100
     total = 100_000
 
