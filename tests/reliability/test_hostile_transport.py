@@ -257,3 +257,33 @@ async def test_protocol_level_close_reaches_the_handler_with_our_code(start_serv
     assert await asyncio.to_thread(attack) == 1009
     log = await asyncio.to_thread(server.wait_for_log, "gone big ", 10)
     assert "gone big 1009 " in log, log
+
+
+async def test_kept_alive_http_connection_gets_the_deadline_again(start_server: StartServer) -> None:
+    """After a response, the next request head is due within HANDSHAKE_TIMEOUT too; a prompt one is served."""
+    settings = {"RAVYN_CHANNELS": {"AUTODISCOVER": [], "HANDSHAKE_TIMEOUT": 1.0}}
+    server = start_server(APP, env={"APP_SETTINGS": json.dumps(settings)})
+    request = f"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+
+    def exchange() -> tuple[list[bytes], float]:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            statuses = []
+            for _ in range(2):  # two requests on one connection, the second well within the deadline
+                sock.sendall(request)
+                response = b""
+                while not response.endswith(b"\r\n0\r\n\r\n"):  # daphne sends this 404 chunked
+                    response += sock.recv(65536)
+                statuses.append(response.split(b" ")[1])
+                time.sleep(0.3)
+            idle_from = time.monotonic()
+            try:
+                while sock.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+            return statuses, time.monotonic() - idle_from
+
+    statuses, closed_after = await asyncio.to_thread(exchange)
+    print(f"kept-alive HTTP: {statuses}; idle connection closed after {closed_after:.2f} s")
+    assert statuses == [b"404", b"404"]
+    assert closed_after < 5
