@@ -12,6 +12,9 @@
 ``E020``              the same under ``check --deploy``
 ``E021``              an ``ORIGINS`` entry that is not an origin pattern
 ``E022``              a ``TRUSTED_PROXIES`` entry that is not an IP address or network
+``E040``              ``HANDSHAKE_TIMEOUT`` is not ``None`` or a positive number of seconds
+``E041``              ``MAX_MESSAGE_FRAGMENTS`` is not ``None`` or a positive int
+``W040``              ``check --deploy``: the open-file limit (``ulimit -n``) is below 4096
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -34,7 +37,15 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from .conf import _raw, get_settings, unknown_keys
 from .params import REQUIRED
 
-__all__ = ["check_channel_layer", "check_origins", "check_origins_deploy", "check_routes", "check_settings"]
+__all__ = [
+    "check_channel_layer",
+    "check_open_files",
+    "check_origins",
+    "check_origins_deploy",
+    "check_routes",
+    "check_settings",
+    "check_transport_settings",
+]
 
 _CONVERTER_NAME = re.compile(r"<([^:<>]+):[^<>]+>")
 
@@ -294,9 +305,72 @@ def check_origins(app_configs: Any = None, routes: Iterable[Any] | None = None, 
     return messages
 
 
+@register("ravyn_channels")
+def check_transport_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E040 an invalid ``HANDSHAKE_TIMEOUT``, E041 an invalid ``MAX_MESSAGE_FRAGMENTS``."""
+    try:
+        raw = _raw()
+    except TypeError:  # E004 says so
+        return []
+    messages: list[CheckMessage] = []
+    if "HANDSHAKE_TIMEOUT" in raw:
+        value = raw["HANDSHAKE_TIMEOUT"]
+        if not (value is None or (_non_negative_number(value) and value > 0)):
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['HANDSHAKE_TIMEOUT'] is {value!r}; it must be None or a positive "
+                    "number of seconds.",
+                    hint="A few seconds (the default is 5.0): a client that has not sent its whole "
+                    "handshake by then is disconnected. None turns the deadline off.",
+                    id="ravyn_channels.E040",
+                )
+            )
+    if "MAX_MESSAGE_FRAGMENTS" in raw:
+        value = raw["MAX_MESSAGE_FRAGMENTS"]
+        if not (value is None or _positive_int(value)):
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['MAX_MESSAGE_FRAGMENTS'] is {value!r}; it must be None or a positive int.",
+                    hint="None (the default) allows one fragment per 64 bytes of MAX_MESSAGE_SIZE, at "
+                    "least 1024; a message in more frames closes with 1009.",
+                    id="ravyn_channels.E041",
+                )
+            )
+    return messages
+
+
 @register("ravyn_channels", Tags.security, deploy=True)
 def check_origins_deploy(
     app_configs: Any = None, routes: Iterable[Any] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """E020 (``check --deploy``): ``ALLOWED_HOSTS = ["*"]`` without ``ORIGINS``."""
     return _wildcard_hosts_message(app_configs, routes, deploy=True)
+
+
+#: Open files below which ``check --deploy`` warns (W040).
+MIN_OPEN_FILES = 4096
+
+
+@register("ravyn_channels", deploy=True)
+def check_open_files(app_configs: Any = None, limit: int | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W040 (``--deploy``): this process may open fewer than 4096 files; ``limit=`` for tests."""
+    if limit is None:
+        try:
+            import resource
+        except ImportError:  # not on Unix
+            return []
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if limit == resource.RLIM_INFINITY:
+            return []
+    if limit >= MIN_OPEN_FILES:
+        return []
+    return [
+        Warning(
+            f"This process may open only {limit} files (ulimit -n): every websocket, and every "
+            "connection still sending its handshake, holds one, so the server stops accepting "
+            f"connections at about {limit}.",
+            hint="Raise it where the server starts: 'ulimit -n 65536' in its shell, LimitNOFILE=65536 "
+            "in a systemd unit, '--ulimit nofile=65536' for Docker. See the README's Reliability section.",
+            id="ravyn_channels.W040",
+        )
+    ]

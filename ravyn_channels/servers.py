@@ -13,6 +13,15 @@ in a few precise places, each fixed here by wrapping one daphne method:
   gets HTTP 400 instead of a 500 and a traceback; oversized or invalid frames get a close frame
   (1009, 1002, 1007) instead of a TCP reset (``failByDrop = False``), and
   ``MAX_MESSAGE_SIZE`` replaces daphne's fixed 1 MiB limit.
+- ``WebSocketProtocol.onMessage*``: a fragmented message is joined into one buffer as
+  it arrives (autobahn kept each frame as its own object, ~55 bytes per 1-byte
+  fragment), and a message in more than ``MAX_MESSAGE_FRAGMENTS`` frames closes with 1009.
+- ``WebSocketProtocol.onPing``: pongs count in ``SEND_BUFFER_LIMIT``; a client that
+  pings and never reads is dropped.
+- ``WebSocketProtocol.onClose``: when autobahn closed the connection itself (1002,
+  1007, 1009), the application hears that code, even if the client never replied.
+- ``HTTPFactory.buildProtocol``: a connection must send its whole request head (the
+  websocket upgrade) within ``HANDSHAKE_TIMEOUT`` seconds, however slowly it trickles.
 - ``Server.create_application``: the application's input queue pauses reading
   from the socket while ``RECEIVE_QUEUE_LIMIT`` messages wait, so a flooding
   client meets TCP backpressure instead of growing the server's memory.
@@ -35,7 +44,7 @@ from functools import partial
 from typing import Any
 
 from . import status
-from .conf import get_settings
+from .conf import fragment_limit, get_settings
 from .safetext import escape
 
 __all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter"]
@@ -89,6 +98,16 @@ def _unsent_bytes(transport: Any) -> int:
         return 0
 
 
+def _path(protocol: Any) -> str:
+    request = getattr(protocol, "request", None)
+    return str(getattr(request, "path", "?"))
+
+
+def _client(protocol: Any) -> str:
+    addr = getattr(protocol, "client_addr", None)
+    return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+
 def _send(protocol: Any, message: dict[str, Any]) -> None:
     data_bytes = message.get("bytes")
     data_text = message.get("text")
@@ -136,6 +155,78 @@ def _keep_peer(server: Any, protocol: Any, scope: dict[str, Any]) -> None:
             server.proxy_forwarded_address_header,
         )
 
+class RequestHeadDeadline:
+    """Aborts an HTTP connection whose request head does not arrive within ``timeout`` seconds.
+
+    Armed when the connection opens and again after each response on a kept-alive
+    connection; disarmed once all headers are in (after which a websocket upgrade
+    is daphne's: its own timeouts run from there). Twisted's idle timer restarts
+    on every byte, so a client trickling one byte a second is never idle.
+    """
+
+    __slots__ = ("_call", "_channel", "_protocol", "_timeout")
+
+    def __init__(self, protocol: Any, channel: Any, timeout: float):
+        self._protocol = protocol
+        self._channel = channel
+        self._timeout = timeout
+        self._call: Any = None
+        made, head, done, lost = (
+            channel.connectionMade,
+            channel.allHeadersReceived,
+            channel.requestDone,
+            channel.connectionLost,
+        )
+
+        def connectionMade() -> None:
+            self.arm()
+            made()
+
+        def allHeadersReceived() -> None:
+            self.disarm()
+            head()
+
+        def requestDone(request: Any) -> None:
+            done(request)
+            if channel.persistent and channel.transport is not None and not channel.transport.disconnecting:
+                self.arm()
+
+        def connectionLost(reason: Any) -> None:
+            self.disarm()
+            lost(reason)
+
+        channel.connectionMade = connectionMade
+        channel.allHeadersReceived = allHeadersReceived
+        channel.requestDone = requestDone
+        channel.connectionLost = connectionLost
+
+    def arm(self) -> None:
+        """Start (or restart) the deadline."""
+        self.disarm()
+        self._call = self._channel.callLater(self._timeout, self._expire)
+
+    def disarm(self) -> None:
+        """Cancel the deadline, if it is running."""
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+
+    def _expire(self) -> None:
+        self._call = None
+        channel = self._channel
+        transport = channel.transport
+        if transport is None or getattr(self._protocol, "_channel", channel) is not channel:
+            return  # the connection moved on (HTTP/2 took over)
+        peer = transport.getPeer()
+        logger.info(
+            "Closed connection from %s:%s: no complete request head within %gs (HANDSHAKE_TIMEOUT)",
+            getattr(peer, "host", "?"),
+            getattr(peer, "port", "?"),
+            self._timeout,
+        )
+        transport.abortConnection()
+
 
 def install_daphne_adapter() -> bool:
     """Adapt daphne (idempotent). Returns whether the adapter is installed."""
@@ -147,6 +238,7 @@ def install_daphne_adapter() -> bool:
     try:
         from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
         from autobahn.websocket.types import ConnectionDeny
+        from daphne.http_protocol import HTTPFactory
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
         from twisted.internet import defer
@@ -214,9 +306,102 @@ def install_daphne_adapter() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
+    original_begin = WebSocketProtocol.onMessageBegin
+    original_end = WebSocketProtocol.onMessageEnd
+
+    # A fragmented message: autobahn keeps every frame's payload as its own bytes object in
+    # a list (~55 bytes of memory per 1-byte fragment). The first chunk stays as it is (a
+    # message in one frame costs no copy); from the second on they are joined into one
+    # bytearray. Frames are counted against MAX_MESSAGE_FRAGMENTS.
+    def onMessageBegin(self: Any, isBinary: bool) -> None:
+        original_begin(self, isBinary)
+        self._rc_fragments = 0
+
+    def onMessageFrameData(self: Any, payload: bytes) -> None:
+        if self.failedByMe:
+            return
+        data = self.message_data
+        if isinstance(data, bytearray):
+            data += payload
+        elif not data:
+            data.append(payload)
+        else:
+            joined = self.message_data = bytearray(data[0])
+            joined += payload
+
+    def onMessageFrame(self: Any, payload: list[bytes]) -> None:
+        # ``payload`` is the frame's chunk list, left empty: the chunks are in message_data.
+        if self.failedByMe:
+            return
+        self._rc_fragments += 1
+        limit = fragment_limit(get_settings())
+        if self._rc_fragments > limit:
+            logger.warning(
+                "Closing websocket %s from %s with 1009: a message in more than %d fragments "
+                "(MAX_MESSAGE_FRAGMENTS).",
+                _path(self),
+                _client(self),
+                limit,
+            )
+            self.message_data = []
+            self._fail_connection(status.WS_1009_MESSAGE_TOO_BIG, "message in too many fragments")
+
+    def onMessageEnd(self: Any) -> None:
+        if isinstance(self.message_data, bytearray):
+            self.message_data = [bytes(self.message_data)]
+        original_end(self)
+
+    original_ping = WebSocketProtocol.onPing
+
+    # Pongs go out like any frame: a client that pings and never reads grows the unsent
+    # buffer, so the send bound counts them too.
+    def onPing(self: Any, payload: bytes) -> None:
+        limit = get_settings().SEND_BUFFER_LIMIT
+        if limit is not None and self.state == AutobahnProtocol.STATE_OPEN:
+            unsent = _unsent_bytes(self.transport)
+            if unsent > limit:
+                logger.warning(
+                    "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
+                    "it sends pings and is not reading pongs.",
+                    _client(self),
+                    _path(self),
+                    unsent,
+                    limit,
+                )
+                self.transport.abortConnection()
+                return
+        original_ping(self, payload)
+
+    original_close = WebSocketProtocol.onClose
+
+    # When autobahn itself closed the connection (1009 oversized, 1002, 1007, too many
+    # fragments), the application hears that code, not the client's echo or 1006 when the
+    # client vanished without replying.
+    def onClose(self: Any, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.failedByMe and self.localCloseCode is not None:
+            code = self.localCloseCode
+        original_close(self, wasClean, code, reason)
+
+    original_build = HTTPFactory.buildProtocol
+
+    def buildProtocol(self: Any, addr: Any) -> Any:
+        protocol = original_build(self, addr)
+        timeout = get_settings().HANDSHAKE_TIMEOUT
+        channel = getattr(protocol, "_channel", None)
+        if timeout is not None and channel is not None:
+            RequestHeadDeadline(protocol, channel, timeout)
+        return protocol
+
     patches: tuple[tuple[Any, str, Any, Any], ...] = (
         (WebSocketProtocol, "handle_reply", handle_reply, original_reply),
         (WebSocketProtocol, "onConnect", onConnect, original_connect),
+        (WebSocketProtocol, "onMessageBegin", onMessageBegin, original_begin),
+        (WebSocketProtocol, "onMessageFrameData", onMessageFrameData, WebSocketProtocol.onMessageFrameData),
+        (WebSocketProtocol, "onMessageFrame", onMessageFrame, WebSocketProtocol.onMessageFrame),
+        (WebSocketProtocol, "onMessageEnd", onMessageEnd, original_end),
+        (WebSocketProtocol, "onPing", onPing, original_ping),
+        (WebSocketProtocol, "onClose", onClose, original_close),
+        (HTTPFactory, "buildProtocol", buildProtocol, original_build),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     )

@@ -476,7 +476,12 @@ class WebSocket(Mapping[str, Any]):
         if self.application_state is not WebSocketState.CONNECTED:
             if self.application_state is WebSocketState.CONNECTING and self._on_not_accepted:
                 await self._on_not_accepted(what)
-            raise _not_connected(what)
+            if self.close_code is None:  # not accepted, or the handler closed it itself
+                raise _not_connected(what)
+            # The server closed it (1009, 1013, 1001, ...) or the client left: frames already
+            # queued stay readable, then the disconnect message raises WebSocketDisconnect.
+            if self.client_state is WebSocketState.DISCONNECTED:
+                raise WebSocketDisconnect(self.close_code, self.close_reason)
         if self.client_state is WebSocketState.CONNECTED:
             # The receive loop's common case, inlined from receive(): one coroutine less per frame.
             message = await self._receive()

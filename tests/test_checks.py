@@ -196,3 +196,39 @@ def test_e022_a_trusted_proxy_that_is_not_an_address() -> None:
     assert error.id == "ravyn_channels.E022" and "'nginx' is not an IP address or network" in error.msg
     with override_settings(RAVYN_CHANNELS={"TRUSTED_PROXIES": "10.0.0.1"}):
         assert ids(check_settings()) == ["ravyn_channels.E004"]
+@pytest.mark.parametrize(
+    ("key", "value", "check_id"),
+    [
+        ("HANDSHAKE_TIMEOUT", 0, "ravyn_channels.E040"),
+        ("HANDSHAKE_TIMEOUT", "5s", "ravyn_channels.E040"),
+        ("MAX_MESSAGE_FRAGMENTS", 0, "ravyn_channels.E041"),
+        ("MAX_MESSAGE_FRAGMENTS", 10.5, "ravyn_channels.E041"),
+    ],
+)
+def test_e040_e041_invalid_transport_setting(key: str, value: Any, check_id: str) -> None:
+    from ravyn_channels.checks import check_transport_settings
+
+    with override_settings(RAVYN_CHANNELS={key: value}):
+        [error] = check_transport_settings()
+        assert check_settings() == []  # reported once, by its own id
+    assert error.id == check_id
+    assert f"RAVYN_CHANNELS[{key!r}] is {value!r}" in error.msg
+
+
+def test_valid_transport_settings_pass() -> None:
+    from ravyn_channels.checks import check_transport_settings
+
+    for value in ({"HANDSHAKE_TIMEOUT": 2.5, "MAX_MESSAGE_FRAGMENTS": 64}, {"HANDSHAKE_TIMEOUT": None}):
+        with override_settings(RAVYN_CHANNELS=value):
+            assert check_transport_settings() == []
+
+
+def test_w040_low_open_file_limit_on_deploy_only() -> None:
+    from ravyn_channels.checks import check_open_files
+
+    [warning] = check_open_files(limit=1024)
+    assert warning.id == "ravyn_channels.W040" and "only 1024 files" in warning.msg
+    assert "LimitNOFILE" in warning.hint
+    assert check_open_files(limit=65536) == []
+    assert check_open_files in registry.get_checks(include_deployment_checks=True)
+    assert check_open_files not in registry.get_checks(include_deployment_checks=False)
