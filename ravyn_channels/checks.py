@@ -8,6 +8,8 @@
 ``W001``              an unknown ``RAVYN_CHANNELS`` key (ignored)
 ``W002``              no channel layer (``ConnectionManager`` and ``ws_send`` need one)
 ``W003``              the in-memory channel layer while ``DEBUG`` is off (one process only)
+``W010``              ``RedisChannelLayer`` hosts without ``socket_timeout`` (adjusted at startup)
+``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -30,7 +32,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from .conf import _raw, get_settings, unknown_keys
 from .params import REQUIRED
 
-__all__ = ["check_channel_layer", "check_routes", "check_settings"]
+__all__ = ["check_channel_layer", "check_layer_timeouts", "check_routes", "check_settings"]
 
 _CONVERTER_NAME = re.compile(r"<([^:<>]+):[^<>]+>")
 
@@ -222,3 +224,45 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+_SAFE_HOSTS = (
+    "{'BACKEND': 'channels_redis.core.RedisChannelLayer', 'CONFIG': {'hosts': "
+    "[{'address': 'redis://127.0.0.1:6379/0', 'socket_timeout': None}]}} "
+    "(what ravyn_channels.layers.redis_channel_layer(url, pubsub=False) writes)"
+)
+
+
+@register("ravyn_channels")
+def check_layer_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W010 ``RedisChannelLayer`` hosts we adjust, W011 hosts whose timeout cuts the layer's blocking read."""
+    from .layers import timeout_problems
+
+    messages: list[CheckMessage] = []
+    for alias, config in (getattr(settings, "CHANNEL_LAYERS", None) or {}).items():
+        adjust, unsafe = timeout_problems(config)
+        if adjust:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] is a RedisChannelLayer whose hosts {adjust} leave socket_timeout to "
+                    "redis-py, whose default since redis-py 8 (5 s) cuts the layer's 5 s blocking read: every idle "
+                    "receive would fail and plain consumers would be closed with 1011. ravyn_channels sets "
+                    "socket_timeout=None on these hosts when the process starts.",
+                    hint=f"Say it in your settings to silence this: give each host as a dict with "
+                    f"'socket_timeout': None, e.g. {_SAFE_HOSTS}.",
+                    id="ravyn_channels.W010",
+                )
+            )
+        for index, value in unsafe:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] host {index} sets socket_timeout={value!r}, not more than the "
+                    "RedisChannelLayer's 5 s blocking read: idle reads time out every few seconds (a message popped "
+                    "at that moment can be lost, and plain consumers are closed with 1011). ravyn_channels keeps "
+                    "your value; its own reader treats these timeouts as benign.",
+                    hint=f"Use 'socket_timeout': None (TCP keepalive still detects dead connections), in the host "
+                    f"dict and not in the URL's query string, e.g. {_SAFE_HOSTS}.",
+                    id="ravyn_channels.W011",
+                )
+            )
+    return messages

@@ -19,9 +19,11 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from .conf import get_settings
+from .layers import idle_timeout, prepare_layer
 from .presence import PRESENCE, timings
 from .presence.store import open_backend
 from .presence.tracker import Tracker
+from .rooms import PRIVATE_PREFIX
 from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["BROADCAST", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
@@ -44,6 +46,8 @@ class _Hub:
         self.channel = ""
         self.members: dict[str, dict[WebSocket, None]] = {}
         self.joined: set[str] = set()
+        #: Groups this process left while the layer failed: their discard is retried.
+        self.stale: set[str] = set()
         self.locks: dict[str, asyncio.Lock] = {}
         self.by_id: weakref.WeakValueDictionary[str, WebSocket] = weakref.WeakValueDictionary()
         self.ids = itertools.count(1)
@@ -82,19 +86,26 @@ class _Hub:
     async def _reconcile(self, group: str) -> None:
         """Make the layer's membership of this process channel match the local members.
 
-        A layer failure (Redis down) is logged, not raised: local members keep
-        working, and the maintenance loop retries until the layer is back.
+        Leaving always discards on the layer when no local member is left, whatever
+        ``joined`` says (``group_discard`` is idempotent): the record can never keep
+        a membership alive on the layer. A layer failure (Redis down) is logged, not
+        raised: local members keep working, and the maintenance loop retries (the
+        join, or the discard) until the layer is back.
         """
         lock = self.locks.setdefault(group, asyncio.Lock())
         async with lock:
             want = group in self.members
             try:
-                if want and group not in self.joined:
-                    await self.layer.group_add(group, self.channel)
-                    self.joined.add(group)
-                elif not want and group in self.joined:
+                if want:
+                    self.stale.discard(group)
+                    if group not in self.joined:
+                        await self.layer.group_add(group, self.channel)
+                        self.joined.add(group)
+                else:
                     self.joined.discard(group)
+                    self.stale.add(group)
                     await self.layer.group_discard(group, self.channel)
+                    self.stale.discard(group)
             except Exception as exc:
                 logger.error("Channel layer unavailable for room group %r (%r); will retry", group, exc)
         if not lock.locked() and group not in self.members:
@@ -120,7 +131,7 @@ class _Hub:
         renewed = loop.time()
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL if renew is None else min(MAINTENANCE_INTERVAL, renew))
-            for group in [g for g in self.members if g not in self.joined]:
+            for group in [g for g in self.members if g not in self.joined] + list(self.stale):
                 await self._reconcile(group)
             if renew is not None and loop.time() - renewed >= renew:
                 renewed = loop.time()
@@ -151,19 +162,32 @@ class _Hub:
 
     async def _read(self) -> None:
         delay = 0.5
+        failing = False
         while True:
             try:
                 event = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.error("Channel layer receive failed (%r); retrying in %.1fs", exc, delay)
+                if await idle_timeout(self.layer, self.channel, exc):
+                    # The blocking read outlived the connection's socket_timeout while
+                    # nothing arrived (see layers.py): not a failure; read again at once.
+                    logger.debug("Channel layer read timed out while idle (%r); reading again", exc)
+                    continue
+                if failing:
+                    logger.debug("Channel layer receive failed again (%r); retrying in %.1fs", exc, delay)
+                else:
+                    failing = True
+                    logger.error("Channel layer receive failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 # The layer may have lost this process's memberships (Redis restarted):
                 # the maintenance loop joins every room with members again.
                 self.joined.clear()
                 continue
+            if failing:
+                failing = False
+                logger.info("Channel layer receive works again")
             delay = 0.5
             try:
                 await self._dispatch(event)
@@ -174,8 +198,10 @@ class _Hub:
         kind = event.get("type")
         frame = {k: event[k] for k in ("text", "bytes") if event.get(k) is not None}
         if kind == BROADCAST:
-            if event.get("origin") != self.channel and "group" in event:
-                await self.deliver(event["group"], frame)
+            group = event.get("group")
+            # A private group's members are not a room: nothing is broadcast to them.
+            if event.get("origin") != self.channel and isinstance(group, str) and not group.startswith(PRIVATE_PREFIX):
+                await self.deliver(group, frame)
         elif kind == PERSONAL:
             ws = self.by_id.get(event.get("to", ""))
             if ws is not None:
@@ -217,6 +243,7 @@ async def _hub(alias: str) -> _Hub:
         )
     hub = hubs.get(alias)
     if hub is None or hub.layer is not layer:
+        prepare_layer(layer)
         hub = hubs[alias] = _Hub(layer)
         await hub.start()
     await hub.started.wait()

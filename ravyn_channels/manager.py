@@ -1,29 +1,33 @@
 """``ConnectionManager``: the seed's broadcast API over Channels groups.
 
-Each server process has one *process channel* on the channel layer. A room is
-a Channels group; a process's channel is in it while that process has at
-least one member of the room. ``broadcast`` writes to this process's members
-directly, then sends one ``ravyn.broadcast`` event to the group: each other
-process delivers it to its own members, and plain Channels consumers in the
-group (see ``BroadcastMixin``) receive it too. So the layer carries one
-message per process, not one per client; the members themselves live in each
-process's memory and leave when their connection ends, however it ends.
+Each server process has one *process channel* on the channel layer (``hub``).
+A room belongs to its manager: it is a Channels group named after both
+(``rooms.group_name``), so rooms of different managers never meet. A process's
+channel is in the group while that process has at least one member of the
+room. ``broadcast`` writes to this process's members directly, then sends one
+``ravyn.broadcast`` event to the group: each other process delivers it to its
+own members. So the layer carries one message per process, not one per
+client; the members themselves live in each process's memory and leave when
+their connection ends, however it ends.
 
-With ``presence=True`` a manager also records its members in a shared store
-(``ravyn_channels.presence``), so ``count``/``members``/``users`` answer for the whole
-cluster; ``send_to_user`` is one ``ravyn.user`` event per process.
+A room's group carries ``ravyn.broadcast`` events and nothing else, so a plain
+Channels consumer that joins it (``manager.group_name(room)``, or a
+``ChannelsGroup`` the manager joins explicitly) needs only ``BroadcastMixin``.
+Internal events travel on groups only process channels join
+(``rooms.private_group``): presence changes (``ravyn.presence``) and messages to
+users (``ravyn.user``). With ``presence=True`` a manager also records its members
+in a shared store (``ravyn_channels.presence``), so ``count``/``members``/``users``
+answer for the whole cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import logging
-import re
 import sys
-import unicodedata
+import weakref
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
@@ -33,34 +37,12 @@ from channels.layers import get_channel_layer
 from .conf import get_settings
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
+from .rooms import _VALID_GROUP, ChannelsGroup, Room, group_name, manager_group, private_group, room_label
 from .websocket import WebSocket, WebSocketState
 
-__all__ = ["BroadcastMixin", "ConnectionManager", "broadcast_event", "group_name"]
+__all__ = ["BroadcastMixin", "ChannelsGroup", "ConnectionManager", "broadcast_event", "group_name"]
 
 logger = logging.getLogger("ravyn_channels")
-
-_VALID_GROUP = re.compile(r"^[a-zA-Z\d\-_.]+$")
-_SLUG_JUNK = re.compile(r"[^a-zA-Z\d\-_]+")
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-
-
-def group_name(room: str) -> str:
-    """The Channels group that carries ``room``: any ``str`` maps to a valid, distinct name.
-
-    Names Channels already accepts (ASCII letters, digits, ``-_.``, under 100
-    characters) are used as they are, so existing groups interoperate; any
-    other name becomes ``ravyn.<ascii slug>.<blake2b digest>``.
-    """
-    if not isinstance(room, str):
-        raise TypeError(f"Room names are str, got {type(room).__name__}: {room!r}.")
-    if 0 < len(room) < 100 and _VALID_GROUP.match(room) and not room.startswith("ravyn."):
-        return room
-    ascii_room = unicodedata.normalize("NFKD", room).encode("ascii", "ignore").decode("ascii")
-    slug = _SLUG_JUNK.sub("-", ascii_room).strip("-")[:40]
-    return f"ravyn.{slug}.{_digest(room)}" if slug else f"ravyn.{_digest(room)}"
 
 
 def _frame(message: Any) -> dict[str, Any]:
@@ -78,30 +60,48 @@ def _frame(message: Any) -> dict[str, Any]:
         ) from None
 
 
-def broadcast_event(message: Any, *, room: str) -> dict[str, Any]:
-    """The channel-layer event that broadcasts ``message`` to the members of ``room``.
+def broadcast_event(message: Any, group: str | ChannelsGroup) -> dict[str, Any]:
+    """The channel-layer event that broadcasts ``message`` to the members of the Channels group ``group``.
 
-    Send it from any Channels code:
-    ``await layer.group_send(group_name("lobby"), broadcast_event("hi", room="lobby"))``.
+    ``group`` is the group you send it to: ``manager.group_name(room)`` for a
+    manager's room, or a ``ChannelsGroup`` (its name) shared with plain consumers.
+    Send it from any Channels code::
+
+        name = manager.group_name("lobby")
+        await channel_layer.group_send(name, broadcast_event("hi", name))
     """
-    return {"type": BROADCAST, "group": group_name(room), **_frame(message)}
+    name = group.name if isinstance(group, ChannelsGroup) else group
+    if not isinstance(name, str) or not (0 < len(name) < 100 and _VALID_GROUP.match(name)):
+        raise ValueError(
+            f"broadcast_event(..., {group!r}): give the Channels group the event is sent to, "
+            "manager.group_name(room) for a manager's room or ChannelsGroup('name') for a shared group."
+        )
+    return {"type": BROADCAST, "group": name, **_frame(message)}
 
 
 class BroadcastMixin:
     """For a hand-written ``AsyncWebsocketConsumer``: receive a manager's broadcasts.
 
-    Join the room's group (``groups = [group_name("lobby")]`` or ``group_add``)
-    and mix this in before ``AsyncWebsocketConsumer``.
+    Join the room's group (``groups = ["notifications"]`` for a
+    ``ChannelsGroup("notifications")`` the manager connects to, or
+    ``manager.group_name(room)`` for one of its own rooms) and mix this in
+    before ``AsyncWebsocketConsumer``. The only event type a manager sends to a
+    room's group is ``ravyn.broadcast`` (handled here: ``text`` or ``bytes`` is
+    sent to the client); presence changes and messages to users travel on
+    groups only ravyn_channels' process channels join.
     """
 
     async def ravyn_broadcast(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event.get("text"), bytes_data=event.get("bytes"))  # type: ignore[attr-defined]
 
-    async def ravyn_presence(self, event: dict[str, Any]) -> None:
-        """Presence changes of the room (``ConnectionManager(presence=True)``): ignored here."""
-
 
 _names: dict[str, itertools.count[int]] = {}
+_managers: weakref.WeakValueDictionary[str, ConnectionManager] = weakref.WeakValueDictionary()
+
+
+def known_managers() -> list[str]:
+    """The names of the managers that exist in this process (e.g. created by autodiscovered ``sockets.py``)."""
+    return sorted(_managers)
 
 
 class ConnectionManager(PresenceMixin):
@@ -121,8 +121,9 @@ class ConnectionManager(PresenceMixin):
             index = next(_names.setdefault(module, itertools.count()))
             name = module if index == 0 else f"{module}:{index}"
         self.name = name
+        _managers.setdefault(name, self)
         self._layer_alias = layer
-        self._all = f"ravyn.all.{_digest('manager:' + name)}"
+        self._all = manager_group(name)
         self._local: dict[WebSocket, set[str]] = {}
         self.presence = presence
         self._meta: dict[WebSocket, dict[str, Any]] = {}
@@ -136,9 +137,14 @@ class ConnectionManager(PresenceMixin):
         """This process's sockets connected through this manager, in join order."""
         return list(self._local)
 
-    def group_name(self, room: str | None = None) -> str:
-        """The Channels group of ``room`` (``None``: everyone connected through this manager)."""
-        return self._all if room is None else group_name(room)
+    def group_name(self, room: Room | None = None) -> str:
+        """The Channels group of this manager's ``room`` (``None``: everyone connected through this manager).
+
+        Rooms are this manager's own: another manager's room of the same name is
+        another group. A ``ChannelsGroup`` is its own name. Channels code reaches
+        the room with ``group_send(manager.group_name(room), broadcast_event(...))``.
+        """
+        return self._all if room is None else group_name(room, self.name)
 
     async def _hub(self) -> _Hub:
         return await _hub(self._layer_alias or get_settings().CHANNEL_LAYER)
@@ -148,7 +154,7 @@ class ConnectionManager(PresenceMixin):
     async def connect(
         self,
         websocket: WebSocket,
-        group: str | None = None,
+        group: Room | None = None,
         *,
         meta: dict[str, Any] | None = None,
         presence: bool | PresenceCallback = False,
@@ -160,6 +166,11 @@ class ConnectionManager(PresenceMixin):
         room's ``presence_state`` and then a ``presence_diff`` per change, as JSON
         text frames (``group=None``: everyone in this manager); an async callable
         instead receives those dicts.
+
+        ``group`` is a room of this manager (any ``str``; other managers' rooms of
+        the same name are separate), or ``ChannelsGroup(name)`` to join a Channels
+        group shared with hand-written consumers (they then receive this manager's
+        broadcasts to it, and nothing else).
         """
         if meta is not None or presence is not False:
             self._require_presence("connect(meta=..., presence=...)")
@@ -180,8 +191,12 @@ class ConnectionManager(PresenceMixin):
             if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "pk", None) is not None:
                 user_id = self._user_ids[websocket] = str(user.pk)
                 hub.by_user.setdefault(self._all, {}).setdefault(user_id, {})[websocket] = None
+                # Messages to users (ravyn.user) come through the manager's private group.
+                users = private_group(self._all)
+                groups.add(users)
+                await hub.join(users, websocket)
         joined = []
-        for name in (self._all, *(() if group is None else (group_name(group),))):
+        for name in (self._all, *(() if group is None else (self.group_name(group),))):
             if name not in groups:
                 groups.add(name)
                 await hub.join(name, websocket)
@@ -194,7 +209,7 @@ class ConnectionManager(PresenceMixin):
         hub: _Hub,
         websocket: WebSocket,
         joined: list[str],
-        group: str | None,
+        group: Room | None,
         meta: dict[str, Any] | None,
         presence: bool | PresenceCallback,
     ) -> None:
@@ -205,11 +220,19 @@ class ConnectionManager(PresenceMixin):
         if joined and websocket in self._local:
             info = presence_info(websocket, self._meta.get(websocket))
             await tracker.track(cid, {name: dict(info) for name in joined})
-        if presence is not False and websocket in self._local:
+        groups = self._local.get(websocket)
+        if presence is not False and groups is not None:
             callback = None if presence is True else presence
-            await tracker.subscribe(websocket, self.group_name(group), group, callback)
+            name = self.group_name(group)
+            # Presence changes come through the room's private group, joined before the state is read.
+            events = private_group(name)
+            if events not in groups:
+                groups.add(events)
+                await hub.join(events, websocket)
+            if self._local.get(websocket) is groups:
+                await tracker.subscribe(websocket, name, room_label(group), callback)
 
-    def disconnect(self, websocket: WebSocket, group: str | None = None) -> Awaitable[None]:
+    def disconnect(self, websocket: WebSocket, group: Room | None = None) -> Awaitable[None]:
         """Remove ``websocket`` (from ``group`` only, if given). Works with or without ``await``.
 
         Broadcasts stop reaching it at once; leaving the layer group (when it was
@@ -226,8 +249,8 @@ class ConnectionManager(PresenceMixin):
             if user_id is not None:
                 self._forget_user(websocket, user_id)
         else:
-            name = group_name(group)
-            leaving = {name} & groups
+            name = self.group_name(group)
+            leaving = {name, private_group(name)} & groups
             groups -= leaving
         if not leaving:
             return _done()
@@ -273,7 +296,7 @@ class ConnectionManager(PresenceMixin):
     async def broadcast(
         self,
         message: Any,
-        group: str | None = None,
+        group: Room | None = None,
         exclude: WebSocket | Iterable[WebSocket] | None = None,
     ) -> None:
         """Send ``message`` to every member of ``group`` (default: all) on every process.
@@ -325,20 +348,20 @@ class ConnectionManager(PresenceMixin):
         await hub.deliver_user(self._all, user_id, frame)
         try:
             await hub.layer.group_send(
-                self._all, {"type": USER, "group": self._all, "user": user_id, "origin": hub.channel, **frame}
+                private_group(self._all),
+                {"type": USER, "group": self._all, "user": user_id, "origin": hub.channel, **frame},
             )
         except Exception as exc:
             logger.error("Message to user %s reached this process only: the channel layer failed (%r).", user_id, exc)
 
     # -- from sync code (views, signals, commands, workers) -------------------------------
 
-    async def _group_send(self, message: Any, group: str | None) -> None:
+    async def _group_send(self, message: Any, group: Room | None) -> None:
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         name = self.group_name(group)
         await layer.group_send(name, {"type": BROADCAST, "group": name, **_frame(message)})
 
-
-    def broadcast_sync(self, message: Any, group: str | None = None) -> None:
+    def broadcast_sync(self, message: Any, group: Room | None = None) -> None:
         """``broadcast`` for sync code: goes through the layer to every process's members."""
         async_to_sync(self._group_send)(message, group)
 
@@ -355,7 +378,7 @@ class ConnectionManager(PresenceMixin):
         user_id = user_key(user)
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
-        async_to_sync(layer.group_send)(self._all, event)
+        async_to_sync(layer.group_send)(private_group(self._all), event)
 
 
 def _json_copy(meta: Any) -> dict[str, Any]:
