@@ -187,7 +187,9 @@ async def test_count_members_users_across_processes_and_from_sync_code(
             out = await asyncio.to_thread(cluster.run, "-c", script)
             assert out.splitlines() == ["4 True 4", "['u1', 'u2']"]
 
-            listing = await asyncio.to_thread(cluster.run, "manage.py", "ws_presence", room)
+            listing = await asyncio.to_thread(
+                cluster.run, "manage.py", "ws_presence", "--manager", "tests.presence", room
+            )
             assert all(i in listing for i in ids) and "4 connections" in listing
         answer, _ = await converge(a1, "count", {"count": 2}, 10)
         assert answer == {"count": 2}
