@@ -32,6 +32,9 @@ logger = logging.getLogger("ravyn_channels")
 
 #: Seconds between retries of room joins that failed while the layer was down.
 MAINTENANCE_INTERVAL = 2.0
+#: Layer failures within this many seconds of the previous one belong to the same outage:
+#: the first is an ERROR, the rest DEBUG lines.
+OUTAGE_QUIET = 30.0
 
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
@@ -54,6 +57,7 @@ class _Hub:
         self.reader: asyncio.Task[None] | None = None
         self.maintainer: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
+        self._last_failure = -OUTAGE_QUIET
         #: Presence on this layer (created by the first manager with ``presence=True``).
         self.presence: Tracker | None = None
         #: manager group -> user id -> this process's sockets of that user (for ``send_to_user``).
@@ -107,9 +111,16 @@ class _Hub:
                     await self.layer.group_discard(group, self.channel)
                     self.stale.discard(group)
             except Exception as exc:
-                logger.error("Channel layer unavailable for room group %r (%r); will retry", group, exc)
+                self._failed("Channel layer unavailable for room group %r (%r); will retry", group, exc)
         if not lock.locked() and group not in self.members:
             self.locks.pop(group, None)
+
+    def _failed(self, message: str, *args: Any) -> None:
+        """Log a layer failure: an ERROR for the first of an outage, DEBUG for the ones that follow it."""
+        now = asyncio.get_running_loop().time()
+        level = logging.DEBUG if now - self._last_failure < OUTAGE_QUIET else logging.ERROR
+        self._last_failure = now
+        logger.log(level, message, *args)
 
     def tracker(self) -> Tracker:
         """This process's presence on the layer, started on first use."""
@@ -139,7 +150,7 @@ class _Hub:
                     try:
                         await self.layer.group_add(group, self.channel)
                     except Exception as exc:
-                        logger.error("Could not renew room group %r (%r); will retry", group, exc)
+                        self._failed("Could not renew room group %r (%r); will retry", group, exc)
                         self.joined.discard(group)
 
     async def deliver(self, group: str, frame: dict[str, Any], exclude: Iterable[WebSocket] = ()) -> int:
@@ -174,11 +185,8 @@ class _Hub:
                     # nothing arrived (see layers.py): not a failure; read again at once.
                     logger.debug("Channel layer read timed out while idle (%r); reading again", exc)
                     continue
-                if failing:
-                    logger.debug("Channel layer receive failed again (%r); retrying in %.1fs", exc, delay)
-                else:
-                    failing = True
-                    logger.error("Channel layer receive failed (%r); retrying in %.1fs", exc, delay)
+                failing = True
+                self._failed("Channel layer receive failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 # The layer may have lost this process's memberships (Redis restarted):
