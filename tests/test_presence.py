@@ -422,3 +422,30 @@ async def test_plain_consumers_in_a_room_or_manager_group_get_broadcasts_only() 
         assert await watcher.receive_text() == "to the room"
     assert await plain_consumer.receive_nothing(0.3)
     await plain_consumer.disconnect()
+
+
+@websocket("/p-shared")
+async def shared_socket(websocket: WebSocket) -> None:
+    from ravyn_channels import ChannelsGroup
+
+    await pm.connect(websocket, group=ChannelsGroup("presence-shared"))
+    async for _ in websocket.iter_text():
+        await websocket.send_text(websocket.connection_id or "")
+
+
+async def test_ws_presence_needs_the_manager_of_a_room_and_reads_a_channels_group() -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=r"Rooms belong to a manager: give --manager NAME ROOM .*'tests.presence'"):
+        await asyncio.to_thread(call_command, "ws_presence", "lobby", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match="--group NAME stands alone"):
+        await asyncio.to_thread(call_command, "ws_presence", "--group", "g", "lobby", stderr=StringIO())
+    async with connect(shared_socket, "/p-shared") as ws:
+        ident = await ready(ws)
+        out = StringIO()
+        args = ("ws_presence", "--group", "presence-shared")
+        await asyncio.to_thread(call_command, *args, stdout=out, stderr=StringIO())
+        listing = out.getvalue()
+        assert listing.startswith("1 connection in Channels group 'presence-shared'\n") and ident in listing
