@@ -12,6 +12,7 @@ from . import status
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
+from .rooms import ChannelsGroup
 from .routing import WebSocketRoute, websocket
 from .websocket import WebSocket, WebSocketDisconnect, WebSocketException, WebSocketPayloadError, WebSocketState
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .asgi import Ravyn
 
 __all__ = [
+    "ChannelsGroup",
     "ConnectionManager",
     "Cookie",
     "Header",

@@ -15,6 +15,8 @@
 ``E040``              ``HANDSHAKE_TIMEOUT`` is not ``None`` or a positive number of seconds
 ``E041``              ``MAX_MESSAGE_FRAGMENTS`` is not ``None`` or a positive int
 ``W040``              ``check --deploy``: the open-file limit (``ulimit -n``) is below 4096
+``W010``              ``RedisChannelLayer`` hosts without ``socket_timeout`` (adjusted at startup)
+``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -39,6 +41,7 @@ from .params import REQUIRED
 
 __all__ = [
     "check_channel_layer",
+    "check_layer_timeouts",
     "check_open_files",
     "check_origins",
     "check_origins_deploy",
@@ -374,3 +377,43 @@ def check_open_files(app_configs: Any = None, limit: int | None = None, **kwargs
             id="ravyn_channels.W040",
         )
     ]
+_SAFE_HOSTS = (
+    "{'BACKEND': 'channels_redis.core.RedisChannelLayer', 'CONFIG': {'hosts': "
+    "[{'address': 'redis://127.0.0.1:6379/0', 'socket_timeout': None}]}} "
+    "(what ravyn_channels.layers.redis_channel_layer(url, pubsub=False) writes)"
+)
+
+
+@register("ravyn_channels")
+def check_layer_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W010 ``RedisChannelLayer`` hosts we adjust, W011 hosts whose timeout cuts the layer's blocking read."""
+    from .layers import timeout_problems
+
+    messages: list[CheckMessage] = []
+    for alias, config in (getattr(settings, "CHANNEL_LAYERS", None) or {}).items():
+        adjust, unsafe = timeout_problems(config)
+        if adjust:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] is a RedisChannelLayer whose hosts {adjust} leave socket_timeout to "
+                    "redis-py, whose default since redis-py 8 (5 s) cuts the layer's 5 s blocking read: every idle "
+                    "receive would fail and plain consumers would be closed with 1011. ravyn_channels sets "
+                    "socket_timeout=None on these hosts when the process starts.",
+                    hint=f"Say it in your settings to silence this: give each host as a dict with "
+                    f"'socket_timeout': None, e.g. {_SAFE_HOSTS}.",
+                    id="ravyn_channels.W010",
+                )
+            )
+        for index, value in unsafe:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] host {index} sets socket_timeout={value!r}, not more than the "
+                    "RedisChannelLayer's 5 s blocking read: idle reads time out every few seconds (a message popped "
+                    "at that moment can be lost, and plain consumers are closed with 1011). ravyn_channels keeps "
+                    "your value; its own reader treats these timeouts as benign.",
+                    hint=f"Use 'socket_timeout': None (TCP keepalive still detects dead connections), in the host "
+                    f"dict and not in the URL's query string, e.g. {_SAFE_HOSTS}.",
+                    id="ravyn_channels.W011",
+                )
+            )
+    return messages

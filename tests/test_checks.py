@@ -13,11 +13,13 @@ from django.test import override_settings
 from ravyn_channels import Query, WebSocket, WebSocketRoute
 from ravyn_channels.checks import (
     check_channel_layer,
+    check_layer_timeouts,
     check_origins,
     check_origins_deploy,
     check_routes,
     check_settings,
 )
+from ravyn_channels.layers import prepare_layer, redis_channel_layer
 
 
 def route(path: str, endpoint: Any = None) -> WebSocketRoute[Any]:
@@ -34,7 +36,7 @@ def ids(messages: list[Any]) -> list[str]:
 
 def test_checks_are_registered() -> None:
     checks = registry.get_checks()
-    assert {check_routes, check_settings, check_channel_layer} <= set(checks)
+    assert {check_routes, check_settings, check_channel_layer, check_layer_timeouts} <= set(checks)
 
 
 def test_clean_routes_pass() -> None:
@@ -232,3 +234,51 @@ def test_w040_low_open_file_limit_on_deploy_only() -> None:
     assert check_open_files(limit=65536) == []
     assert check_open_files in registry.get_checks(include_deployment_checks=True)
     assert check_open_files not in registry.get_checks(include_deployment_checks=False)
+CORE = "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        None,
+        [("127.0.0.1", 6379)],
+        ["redis://127.0.0.1:6379/0"],
+        [{"address": "redis://127.0.0.1:6379/0"}],
+        [{"host": "127.0.0.1", "port": 6379}],
+    ],
+    ids=["default", "tuple", "url", "address-dict", "host-dict"],
+)
+def test_w010_redis_channel_layer_hosts_we_adjust(hosts: Any) -> None:
+    config: dict[str, Any] = {"hosts": hosts} if hosts is not None else {}
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": CORE, "CONFIG": config}}):
+        [warning] = check_layer_timeouts()
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        assert prepare_layer(layer) and all(host["socket_timeout"] is None for host in layer.hosts)
+        assert not prepare_layer(layer)  # once is enough
+    assert isinstance(warning, Warning) and warning.id == "ravyn_channels.W010"
+    assert "sets socket_timeout=None on these hosts" in warning.msg and "'socket_timeout': None" in warning.hint
+
+
+@pytest.mark.parametrize(
+    "host",
+    [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 5}, "redis://127.0.0.1:6379/0?socket_timeout=2"],
+)
+def test_w011_redis_channel_layer_timeout_we_cannot_make_safe(host: Any) -> None:
+    with override_settings(CHANNEL_LAYERS={"events": {"BACKEND": CORE, "CONFIG": {"hosts": [host]}}}):
+        messages = check_layer_timeouts()
+    assert ids(messages) == ["ravyn_channels.W011"]
+    assert "CHANNEL_LAYERS['events'] host 0 sets socket_timeout=" in messages[0].msg
+    assert "not in the URL's query string" in messages[0].hint
+
+
+def test_safe_layer_configurations_pass() -> None:
+    layers = {
+        "helper": redis_channel_layer(pubsub=False),
+        "pubsub": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [("h", 1)]}},
+        "long": {"BACKEND": CORE, "CONFIG": {"hosts": [{"address": "redis://h", "socket_timeout": 30}]}},
+        "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    }
+    with override_settings(CHANNEL_LAYERS=layers):
+        assert check_layer_timeouts() == []

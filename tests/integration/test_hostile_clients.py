@@ -368,18 +368,16 @@ async def test_ws_send_refuses_nan_and_ws_presence_escapes_bidi(project: Path, s
     nick = "eve\u202egpj.exe\u2066"
     async with connect(f"{server.ws}/h/room/{room}?nick={quote(nick)}", open_timeout=5, close_timeout=5) as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "joined"
-        sent = await asyncio.to_thread(
-            manage, project, "ws_send", room, "--json", '{"t": NaN}', check=False, H_REDIS_PREFIX=prefix
-        )
+        send = ("ws_send", "--manager", "hostile_app", room, "--json")
+        sent = await asyncio.to_thread(manage, project, *send, '{"t": NaN}', check=False, H_REDIS_PREFIX=prefix)
         assert sent.returncode == 1
         assert "--json: MESSAGE is not valid JSON (NaN is not JSON" in sent.stderr
-        await asyncio.to_thread(manage, project, "ws_send", room, "--json", '{"t": 1.5}', H_REDIS_PREFIX=prefix)
+        await asyncio.to_thread(manage, project, *send, '{"t": 1.5}', H_REDIS_PREFIX=prefix)
         assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"t": 1.5}  # the first thing that arrived
 
-        table = (await asyncio.to_thread(manage, project, "ws_presence", room, H_REDIS_PREFIX=prefix)).stdout
-        listing = (
-            await asyncio.to_thread(manage, project, "ws_presence", room, "--json", H_REDIS_PREFIX=prefix)
-        ).stdout
+        show = ("ws_presence", "--manager", "hostile_app", room)
+        table = (await asyncio.to_thread(manage, project, *show, H_REDIS_PREFIX=prefix)).stdout
+        listing = (await asyncio.to_thread(manage, project, *show, "--json", H_REDIS_PREFIX=prefix)).stdout
     assert "1 connection in room" in table
     assert '{"nick": "eve\\u202egpj.exe\\u2066"}' in table
     assert "\u202e" not in table + listing and "\u2066" not in table + listing

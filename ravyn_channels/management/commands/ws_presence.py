@@ -11,7 +11,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ravyn_channels.conf import get_settings
-from ravyn_channels.manager import ConnectionManager, group_name
+from ravyn_channels.manager import ChannelsGroup, ConnectionManager, known_managers
 from ravyn_channels.presence import Member, timings
 from ravyn_channels.presence.store import Info, PresenceBackend, open_backend
 from ravyn_channels.safetext import escape, escape_json
@@ -19,13 +19,16 @@ from ravyn_channels.safetext import escape, escape_json
 
 class Command(BaseCommand):
     help = (
-        "Show presence (ConnectionManager(presence=True)): the connections in ROOM, those of a whole "
-        "manager with --manager, or, with neither, every room group that has connections and their count."
+        "Show presence (ConnectionManager(presence=True)): the connections in ROOM of the manager NAME "
+        "(--manager NAME ROOM; rooms belong to their manager), those of a whole manager (--manager NAME), "
+        "those of a Channels group shared with plain consumers (--group NAME), or, with none of these, "
+        "every group that has connections and their count."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("room", nargs="?", help="a room name, as given to connect(websocket, group=ROOM)")
-        parser.add_argument("--manager", help="the members of a whole ConnectionManager (its name)")
+        parser.add_argument("--manager", help="the manager ROOM belongs to (its name); alone: the whole manager")
+        parser.add_argument("--group", help="a Channels group joined as ChannelsGroup(NAME)")
         parser.add_argument("--layer", help="CHANNEL_LAYERS alias (default: RAVYN_CHANNELS['CHANNEL_LAYER'])")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -39,20 +42,34 @@ class Command(BaseCommand):
                 "The in-memory channel layer lives inside each server process: this command cannot see "
                 "its connections. Use channels-redis (ravyn_channels.layers.redis_channel_layer) to share them."
             )
-        room, manager = options["room"], options["manager"]
-        if room is not None and manager is not None:
-            raise CommandError("Give a ROOM or --manager, not both.")
+        room, manager, shared = options["room"], options["manager"], options["group"]
+        if shared is not None and (room is not None or manager is not None):
+            raise CommandError("--group NAME stands alone (no ROOM, no --manager).")
+        if room is not None and manager is None:
+            names = known_managers()
+            raise CommandError(
+                "Rooms belong to a manager: give --manager NAME ROOM"
+                + (f" (managers in this project: {', '.join(map(repr, names))})." if names else ".")
+            )
+        if shared is not None:
+            try:
+                ChannelsGroup(shared)
+            except ValueError as exc:
+                raise CommandError(f"--group: {exc}") from None
         try:
             store = open_backend(layer, timings(get_settings().PRESENCE_TTL)[0])
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
-        if room is None and manager is None:
+        if room is None and manager is None and shared is None:
             groups = async_to_sync(_read)(store, lambda s: s.groups())
             self._print_groups(groups, options["json"])
             return
-        group = group_name(room) if room is not None else ConnectionManager(manager).group_name()
+        if shared is not None:
+            group, label = shared, f"Channels group {shared!r}"
+        else:
+            group = ConnectionManager(manager).group_name(room)
+            label = f"room {room!r} of manager {manager!r}" if room is not None else f"manager {manager!r}"
         _, found = async_to_sync(_read)(store, lambda s: s.state(group))
-        label = f"room {room!r}" if room is not None else f"manager {manager!r}"
         self._print_members(label, found, options["json"])
 
     def _print_groups(self, groups: dict[str, int], as_json: bool) -> None:
