@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .denial import DenialResponse, WebSocketDenial
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConnectionManager",
     "Cookie",
+    "DenialResponse",
     "Header",
     "Inject",
     "Member",
@@ -28,6 +30,7 @@ __all__ = [
     "Query",
     "Ravyn",
     "WebSocket",
+    "WebSocketDenial",
     "WebSocketDisconnect",
     "WebSocketException",
     "WebSocketPayloadError",

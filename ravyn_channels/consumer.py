@@ -122,6 +122,21 @@ def origin_refusal(scope: dict[str, Any], patterns: list[str]) -> str | None:
     return f"Origin {raw!r} is not allowed (allowed: {patterns or 'nothing; ALLOWED_HOSTS is empty'})"
 
 
+def denial_of(exc: BaseException) -> Any:
+    """The HTTP response a refusal asks for: its own ``response``, or that of the refusal it wraps.
+
+    A dependency's ``WebSocketDenial`` reaches the consumer wrapped in a
+    ``ParameterError`` (``raise ... from exc``), so the chain of causes is searched.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if response is not None:
+            return response
+        seen = seen.__cause__
+    return None
+
+
 def _client_repr(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "?"
@@ -169,7 +184,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
         except WebSocketException as exc:
             logger.info("Refused websocket %s for %s: %s", scope["path"], route.qualname, exc)
-            await send({"type": "websocket.close"})
+            await self._refuse(exc)
             return
         except Exception:
             logger.exception("Handler %s: a dependency or permission raised; handshake refused", route.qualname)
@@ -246,6 +261,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except WebSocketException as exc:  # a refusal (e.g. check_permissions): 403 or its code
             if ws.application_state is WebSocketState.CONNECTING:
                 logger.info("Refused websocket %s for %s: %s", self.scope["path"], route.qualname, exc)
+                await self._refuse(exc)
             else:
                 logger.info("Closing websocket %s (%s) with %d: %s", self.scope["path"], route.qualname, exc.code, exc)
             await self._close(exc.code, exc.reason)
@@ -286,16 +302,48 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 message = dict(message, code=servers.close_code(code))
         await self.base_send(message)
 
+    async def _refuse(self, exc: WebSocketException) -> None:
+        """Refuse the handshake: with the refusal's HTTP response where the server can send one, else 403."""
+        ws = self.websocket
+        response = denial_of(exc)
+        if response is not None and ws.application_state is WebSocketState.CONNECTING:
+            if "websocket.http.response" in (self.scope.get("extensions") or {}):
+                try:
+                    await ws.send_denial_response(response)
+                    return
+                except WebSocketDisconnect:
+                    return  # the client left while we answered
+                except Exception:
+                    logger.exception(
+                        "Handler %s: could not send the denial response; refused with 403", self.route.qualname
+                    )
+                    if ws.application_state is not WebSocketState.CONNECTING:
+                        return  # part of the response went out: nothing more can be sent
+            else:
+                logger.info(
+                    "The server cannot answer the handshake with HTTP %s (no websocket denial-response "
+                    "extension); refused with 403",
+                    getattr(response, "status_code", "?"),
+                )
+        await self._close(status.WS_1008_POLICY_VIOLATION)
+
     async def _close(self, code: int, reason: str = "") -> None:
-        """Close from the server side once (before accept: refuse the handshake)."""
+        """Close from the server side once (before accept: refuse the handshake).
+
+        Never raises: a transport that is already dead has nothing left to close.
+        """
         ws = self.websocket
         self._closing = True
-        if ws.application_state is WebSocketState.CONNECTING:
-            ws.application_state = WebSocketState.DISCONNECTED
-            await self.base_send({"type": "websocket.close"})
-        elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
-            ws.application_state = WebSocketState.DISCONNECTED
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            if ws.application_state is WebSocketState.CONNECTING:
+                ws.application_state = WebSocketState.DISCONNECTED
+                await self.base_send({"type": "websocket.close"})
+            elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+                ws.application_state = WebSocketState.DISCONNECTED
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception as exc:  # the server could not write: the client has gone
+            logger.debug("Close of websocket %s not sent (%r): the client has gone", self.scope["path"], exc)
+            ws._client_gone(status.WS_1006_ABNORMAL_CLOSURE)
         if self._pumping and self._close_timer is None and ws.close_code is None:
             # Wait for the client's close reply, but not forever.
             main = self._main
@@ -311,7 +359,10 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         ws = self.websocket
         if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
             ws.application_state = WebSocketState.DISCONNECTED
-            await self._send({"type": "websocket.close", "code": code})
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception as exc:  # the server could not write: the client has gone
+                logger.debug("Close of websocket %s not sent (%r)", self.scope["path"], exc)
         ws._client_gone(code, why)
         self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
         self._closing = True

@@ -29,12 +29,31 @@ HeadersArg = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | Non
 
 
 class HandshakeRefused(Exception):
-    """The application refused the handshake (a real server answers HTTP 403)."""
+    """The application refused the handshake: ``status_code`` is the HTTP status a real server sends.
 
-    def __init__(self, path: str, code: int):
+    403 for a plain refusal (``websocket.close()`` before ``accept``); a denial
+    response (``send_denial_response``, ``WebSocketDenial``) sets
+    ``status_code``, ``headers`` (lower-case ``bytes`` pairs) and ``body``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        code: int,
+        status_code: int = 403,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+    ):
         self.path = path
         self.code = code
-        super().__init__(f"handshake for {path!r} was refused")
+        self.status_code = status_code
+        self.headers = headers or []
+        self.body = body
+        super().__init__(f"handshake for {path!r} was refused (HTTP {status_code})")
+
+    def json(self) -> Any:
+        """The denial response's body decoded as JSON."""
+        return json.loads(self.body)
 
 
 def _raw_headers(headers: HeadersArg) -> list[tuple[bytes, bytes]]:
@@ -167,16 +186,27 @@ async def connect(
     )
     communicator.scope.setdefault("client", ("127.0.0.1", 50000))
     communicator.scope.setdefault("server", ("testserver", 80))
+    # As uvicorn and daphne (adapted) do: handlers may answer the handshake with an HTTP response.
+    communicator.scope.setdefault("extensions", {"websocket.http.response": {}})
     if scope:
         communicator.scope.update(scope)
-    connected, detail = await communicator.connect(timeout)
-    if not connected:
+    await communicator.send_input({"type": "websocket.connect"})
+    answer = await communicator.receive_output(timeout)
+    if answer["type"] != "websocket.accept":
+        refused = HandshakeRefused(path, answer.get("code", 1000))
+        if answer["type"] == "websocket.http.response.start":
+            refused = HandshakeRefused(path, 1006, answer["status"], list(answer.get("headers", [])))
+            more = True
+            while more:
+                part = await communicator.receive_output(timeout)
+                refused.body += part.get("body", b"")
+                more = part.get("more_body", False)
         await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
         await communicator.wait(timeout)
-        raise HandshakeRefused(path, detail)
+        raise refused
     session = WebSocketTestSession(communicator, timeout)
-    session.subprotocol = detail
-    session.response_headers = list(communicator.response_headers or [])
+    session.subprotocol = answer.get("subprotocol")
+    session.response_headers = list(answer.get("headers") or [])
     try:
         yield session
     finally:
