@@ -28,6 +28,16 @@ def server(request: pytest.FixtureRequest, start_server: StartServer) -> Server:
     return start_server(APP, server=request.param)
 
 
+def errors_in(log: str) -> list[str]:
+    """ERROR lines and tracebacks, except uvicorn's own line after every denial response on its
+    default websockets-sansio protocol (it never marks the handshake complete; uvicorn PR #3138)."""
+    return [
+        line
+        for line in log.splitlines()
+        if ("ERROR" in line or "Traceback" in line) and "returned without completing handshake" not in line
+    ]
+
+
 async def refused(ws_connect: Any, url: str) -> Any:
     """The HTTP response that refused the handshake (``websockets``' ``Response``)."""
     with pytest.raises(InvalidStatus) as info:
@@ -64,7 +74,8 @@ async def test_handler_denial_response(server: Server, ws_connect: Any, code: in
     assert response.headers["x-why"] == "test"
     assert response.headers["content-type"] == "application/json"
     assert json.loads(response.body) == {"detail": "nope"}
-    assert "Traceback" not in server.log()
+    await asyncio.sleep(0.2)  # the application has returned
+    assert errors_in(server.log()) == []
 
 
 async def test_django_http_response_as_denial(server: Server, ws_connect: Any) -> None:
@@ -85,8 +96,7 @@ async def test_dependency_denial_chooses_status_headers_and_body(server: Server,
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert json.loads(response.body) == {"detail": "bad token"}
-    log = server.wait_for_log("Refused websocket /dep")
-    assert "Traceback" not in log
+    assert errors_in(server.wait_for_log("Refused websocket /dep")) == []
     async with ws_connect(f"{server.ws}/dep?token=good") as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "good"
 
@@ -129,10 +139,15 @@ async def test_close_frame_without_a_code_reads_1005(server: Server, ws_connect:
 # -- 14: sending to a client whose TCP connection was reset -------------------------------
 
 
-async def test_sending_to_a_reset_client_is_a_disconnect_without_errors(server: Server, ws_connect: Any) -> None:
+@pytest.mark.parametrize("wait", [0.0, 0.3], ids=["sending", "buffer-full"])
+async def test_sending_to_a_reset_client_is_a_disconnect_without_errors(
+    server: Server, ws_connect: Any, wait: float
+) -> None:
+    """Reset while the handler sends, or once the send buffer is full (uvicorn: the handler waits in
+    send; daphne: SEND_BUFFER_LIMIT drops the client first, with a WARNING)."""
     async with ws_connect(f"{server.ws}/flood", max_queue=1) as ws:
         await asyncio.wait_for(ws.recv(), 5)
-        await asyncio.sleep(0.3)  # the server's send buffer fills: the handler waits in send
+        await asyncio.sleep(wait)
         sock = ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         ws.transport.abort()  # RST, no close frame
