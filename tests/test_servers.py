@@ -57,3 +57,11 @@ def test_denial_http_response_bytes() -> None:
 def test_denial_headers_that_would_break_the_response_are_refused(header: tuple[object, object]) -> None:
     with pytest.raises(ValueError):
         servers._checked_headers([header])
+
+
+def test_http_statuses_have_starlettes_names() -> None:
+    assert (status.HTTP_401_UNAUTHORIZED, status.HTTP_429_TOO_MANY_REQUESTS) == (401, 429)
+    starlette_status = pytest.importorskip("starlette.status")
+    for name in status.__all__:
+        if name.startswith("HTTP_"):
+            assert getattr(starlette_status, name) == getattr(status, name), name
