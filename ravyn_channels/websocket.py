@@ -8,6 +8,7 @@ bounded inbox and ``send`` writes straight to the server.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -60,7 +61,13 @@ def header_pairs(headers: HeaderItems | None) -> list[tuple[bytes, bytes]]:
                 f"headers= takes a dict or (name, value) pairs, e.g. {{'x-token': 'abc'}} or "
                 f"[(b'x-token', b'abc')]; got the item {item!r}."
             ) from None
-        pair = [part.encode("latin-1") if isinstance(part, str) else part for part in (name, value)]
+        try:
+            pair = [part.encode("latin-1") if isinstance(part, str) else part for part in (name, value)]
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"header {item!r}: HTTP headers are latin-1; pass the value as bytes (e.g. value.encode()) "
+                "or percent-encode it."
+            ) from None
         if not all(isinstance(part, bytes) for part in pair):
             raise TypeError(f"header {item!r}: name and value must be str or bytes.")
         if any(b"\r" in part or b"\n" in part for part in pair) or not pair[0]:
@@ -373,11 +380,14 @@ class WebSocket:
         try:
             await self._send(message)
         except OSError as exc:
-            raise self._send_failed() from exc
+            raise await self._send_failed() from exc
 
-    def _send_failed(self) -> WebSocketDisconnect:
-        # The server could not write (uvicorn's ClientDisconnected, a reset socket):
-        # for the handler that is the client gone, as when the server reports it.
+    async def _send_failed(self) -> WebSocketDisconnect:
+        # The server could not write (uvicorn's ClientDisconnected, a reset socket): for the
+        # handler that is the client gone, as when the server reports it. One turn of the loop
+        # first, so a disconnect message the server has already queued (the client's close
+        # frame, with its code and reason) is recorded before 1006 would be.
+        await asyncio.sleep(0)
         self._client_gone(status.WS_1006_ABNORMAL_CLOSURE)
         return WebSocketDisconnect(self.close_code or status.WS_1006_ABNORMAL_CLOSURE, self.close_reason)
 
@@ -531,7 +541,7 @@ class WebSocket:
             try:  # what send() does, one call less
                 await self._send({"type": "websocket.send", "text": data})
             except OSError as exc:
-                raise self._send_failed() from exc
+                raise await self._send_failed() from exc
         else:
             await self.send({"type": "websocket.send", "text": data})
 
@@ -541,7 +551,7 @@ class WebSocket:
             try:
                 await self._send({"type": "websocket.send", "bytes": data})
             except OSError as exc:
-                raise self._send_failed() from exc
+                raise await self._send_failed() from exc
         else:
             await self.send({"type": "websocket.send", "bytes": data})
 
