@@ -168,7 +168,7 @@ async def test_client_close_while_the_handler_sends(server: Server, ws_connect: 
     """Sends that race the client's close frame (daphne: autobahn is closing; uvicorn: its
     ClientDisconnected) end in WebSocketDisconnect with the client's code, and no ERROR."""
     for _ in range(5):
-        async with ws_connect(f"{server.ws}/flood") as ws:
+        async with ws_connect(f"{server.ws}/flood", max_queue=None) as ws:  # reads on to the close reply
             await asyncio.wait_for(ws.recv(), 5)
             await ws.close(code=4000, reason="enough")
     log = server.wait_for_log("flood saw disconnect 4000")
