@@ -86,3 +86,26 @@ async def test_close_on_a_dead_transport_never_raises(rc_logs: pytest.LogCapture
         assert len(errors) == 1 and errors[0].endswith("quiet raised; closing with 1011")
     else:
         assert errors == []
+
+
+async def test_failed_send_reports_the_close_the_server_already_queued() -> None:
+    """The client's close frame and the failed send race: the handler sees the client's code."""
+    dead = asyncio.Event()
+    seen: list[tuple[int, str]] = []
+
+    @websocket("/race")
+    async def race(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("ready")
+        await dead.wait()
+        try:
+            await websocket.send_text("too late")
+        except WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+
+    async with connect(dying_server(race, dead), "/race") as ws:
+        assert await ws.receive_text() == "ready"
+        dead.set()  # the handler runs first and its send fails ...
+        await ws.send({"type": "websocket.disconnect", "code": 4000, "reason": "bye"})  # ... then this is read
+        await asyncio.sleep(0.05)
+    assert seen == [(4000, "bye")]
