@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .denial import DenialResponse, WebSocketDenial
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -23,6 +24,7 @@ __all__ = [
     "ChannelsGroup",
     "ConnectionManager",
     "Cookie",
+    "DenialResponse",
     "Header",
     "Inject",
     "Member",
@@ -30,6 +32,7 @@ __all__ = [
     "Query",
     "Ravyn",
     "WebSocket",
+    "WebSocketDenial",
     "WebSocketDisconnect",
     "WebSocketException",
     "WebSocketPayloadError",
