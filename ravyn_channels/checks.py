@@ -8,6 +8,7 @@
 ``W001``              an unknown ``RAVYN_CHANNELS`` key (ignored)
 ``W002``              no channel layer (``ConnectionManager`` and ``ws_send`` need one)
 ``W003``              the in-memory channel layer while ``DEBUG`` is off (one process only)
+``E060``, ``W060``    topic sockets: see ``ravyn_channels.topics.checks``
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -153,6 +154,8 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "SEND_BUFFER_LIMIT": (lambda v: v is None or _positive_int(v), "None or a positive int (bytes)"),
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "TOPICS_HEARTBEAT_TIMEOUT": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "TOPICS_MAX_PER_SOCKET": (_positive_int, "a positive int"),
     "PRESENCE_TTL": (
         lambda v: _non_negative_number(v) and v > 0,
         "a positive number of seconds, e.g. 30 (crashed processes' connections leave presence within it)",
@@ -222,3 +225,11 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+@register("ravyn_channels")
+def check_topics(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E060/W060: topic sockets (``ravyn_channels.topics``), checked only when some are declared."""
+    from .topics.checks import check_topics as check
+
+    return check(app_configs, **kwargs)

@@ -438,3 +438,38 @@ async def test_members_leave_the_topic_room_on_close() -> None:
     await asyncio.sleep(0.05)
     assert room.manager.active_connections == []
     assert live.manager.active_connections == []
+
+
+# -- system checks ---------------------------------------------------------------------------
+
+
+def test_check_e060_shadowed_topic_patterns() -> None:
+    from ravyn_channels.topics.checks import check_topics
+
+    other = TopicSocket("/tests/live-checks")
+    other.topic("room:{a:int}")
+    other.topic("room:{b:int}")
+    other.topic("dm:{b:int}")
+    messages = check_topics(sockets=[other])
+    assert [m.id for m in messages] == ["ravyn_channels.E060"]
+    assert "'room:{a:int}' and 'room:{b:int}'" in messages[0].msg and messages[0].hint
+
+
+def test_check_w060_open_topic_with_events() -> None:
+    from ravyn_channels.topics.checks import check_topics
+
+    other = TopicSocket("/tests/live-open")
+    open_topic = other.topic("open")
+
+    @open_topic.on("say")
+    async def say(payload: Any) -> None: ...
+
+    assert [m.id for m in check_topics(sockets=[other])] == ["ravyn_channels.W060"]
+    assert check_topics(sockets=[live]) == []
+
+
+def test_check_topic_settings_values(settings: Any) -> None:
+    from ravyn_channels.checks import check_settings
+
+    settings.RAVYN_CHANNELS = {"TOPICS_HEARTBEAT_TIMEOUT": "soon", "TOPICS_MAX_PER_SOCKET": 0}
+    assert [m.id for m in check_settings()] == ["ravyn_channels.E004", "ravyn_channels.E004"]
