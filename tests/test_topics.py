@@ -473,3 +473,29 @@ def test_check_topic_settings_values(settings: Any) -> None:
 
     settings.RAVYN_CHANNELS = {"TOPICS_HEARTBEAT_TIMEOUT": "soon", "TOPICS_MAX_PER_SOCKET": 0}
     assert [m.id for m in check_settings()] == ["ravyn_channels.E004", "ravyn_channels.E004"]
+
+
+# -- token authentication alongside the subprotocol ------------------------------------------
+
+from ravyn_channels.auth import issue_token, token_user  # noqa: E402
+
+secure = TopicSocket("/tests/live-secure", authenticate=token_user)
+members_only = secure.topic("club", permissions=[IsAuthenticated])
+
+
+@members_only.on_join
+async def join_club(user: Any) -> Any:
+    return {"user": user.get_username()}
+
+
+async def test_bearer_token_authenticates_the_topic_socket() -> None:
+    from django.contrib.auth.models import User
+
+    user = await User.objects.acreate(username="tia")
+    token = await asyncio.to_thread(issue_token, user)
+    async with topic_client(secure, subprotocols=["bearer", token]) as client:
+        assert client.session.subprotocol == PROTOCOL
+        assert await client.join("club") == {"user": "tia"}
+    with pytest.raises(HandshakeRefused):
+        async with topic_client(secure):
+            pass

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from django.urls.resolvers import RoutePattern
 
 from ..manager import ConnectionManager
+from ..params import Inject
 from ..permissions import Permission, permission_list
 from ..routing import WebSocketRoute, compile_path, websocket
 from ..websocket import WebSocket
@@ -200,7 +201,9 @@ class TopicSocket:
 
     It registers a route at ``path`` (served by ``get_asgi_application()``, or
     ``Ravyn(routes=[live.route])``) that speaks ``ravyn.topics.v1``. ``permissions``
-    and ``origins`` apply to the socket itself, as for a ``@websocket`` route.
+    and ``origins`` apply to the socket itself, as for a ``@websocket`` route;
+    ``authenticate`` is a dependency run before accept that may set the user
+    (``ravyn_channels.auth.token_user``: the ``["bearer", token]`` subprotocol).
     """
 
     def __init__(
@@ -211,15 +214,23 @@ class TopicSocket:
         permissions: Sequence[Any] | None = None,
         origins: Sequence[str] | None = None,
         max_message_size: int | None = None,
+        authenticate: Callable[..., Any] | None = None,
     ):
         self.path = path
         self.topics: list[Topic] = []
         self.manager = ConnectionManager(f"ravyn.topics:{path}")
         from .session import serve
 
-        async def topic_socket(websocket: WebSocket) -> None:
+        async def plain(websocket: WebSocket) -> None:
             await serve(self, websocket)
 
+        topic_socket: Callable[..., Awaitable[None]] = plain
+        if authenticate is not None:
+
+            async def authenticated(websocket: WebSocket, _user: Any = Inject(authenticate)) -> None:
+                await serve(self, websocket)
+
+            topic_socket = authenticated
         topic_socket.__qualname__ = topic_socket.__name__ = f"topic_socket{path.replace('/', '_')}"
         topic_socket.__doc__ = f"Topic socket at {path} (ravyn.topics.v1)."
         topic_socket.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
