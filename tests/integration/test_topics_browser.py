@@ -47,8 +47,8 @@ def serve(tmp_path: Path, start_server: StartServer, port: int | None = None) ->
     return start_server("topics_app:app", cwd=tmp_path, settings="topics_settings", port=port)
 
 
-def open_page(browser: Any, server: Server) -> Any:
-    page = browser.new_page()
+def open_page(chromium: Any, server: Server) -> Any:
+    page = chromium.new_page()
     page.goto(server.http + "/")
     assert {"Socket", "Channel", "Presence", "ReplyError", "TimeoutError", "PROTOCOL"} <= set(page.evaluate(LOAD))
     return page
