@@ -499,3 +499,24 @@ async def test_bearer_token_authenticates_the_topic_socket() -> None:
     with pytest.raises(HandshakeRefused):
         async with topic_client(secure):
             pass
+
+
+async def test_events_sent_before_a_refused_join_is_answered_get_not_joined() -> None:
+    async with topic_client(live) as client:
+        await client.send_frame("room:13", "join", {}, ref="j")
+        await client.send_frame("room:13", "message", {"text": "early"}, ref="e")
+        join = await client.receive("room:13", "reply")
+        early = await client.receive("room:13", "reply")
+        assert (join["ref"], join["payload"]["status"]) == ("j", "error")
+        assert early["ref"] == "e"
+        assert early["payload"] == {"status": "error", "response": {"reason": "not joined to 'room:13'"}}
+
+
+async def test_events_sent_before_an_accepted_join_is_answered_run_after_it() -> None:
+    async with topic_client(live) as client:
+        await client.send_frame("room:60", "join", {}, ref="j")
+        await client.send_frame("room:60", "message", {"text": "early"}, ref="e")
+        join = await client.receive("room:60", "reply")
+        early = await client.receive("room:60", "reply")
+        assert (join["ref"], join["payload"]["status"]) == ("j", "ok")
+        assert (early["ref"], early["payload"]["response"]) == ("e", {"delivered": "early", "urgent": False})
