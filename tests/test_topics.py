@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from ravyn_channels import Inject, WebSocket
 from ravyn_channels.permissions import IsAuthenticated
 from ravyn_channels.testing import HandshakeRefused, connect, topic_client
-from ravyn_channels.topics import PROTOCOL, TopicError, TopicSocket
+from ravyn_channels.topics import PROTOCOL, Joined, TopicError, TopicSocket
 from ravyn_channels.topics.protocol import ReplyError
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +77,12 @@ async def slow(payload: Any) -> str:
 @room.on("whoami")
 async def whoami(websocket: WebSocket) -> Any:
     return {"id": websocket.connection_id}
+
+
+@lobby.on_join
+async def join_lobby(payload: Any) -> Any:
+    nick = payload.get("nick") if isinstance(payload, dict) else None
+    return Joined({"hello": nick}, meta={"nick": nick}) if nick else None
 
 
 @private.on_join
@@ -428,6 +435,22 @@ async def test_presence_per_topic() -> None:
         leave = await a.receive("lobby", "presence")
         assert leave["payload"]["type"] == "presence_diff" and len(leave["payload"]["leaves"]) == 1
         assert await lobby.manager.count("lobby") == 1
+
+
+async def test_presence_frames_hide_connection_and_user_ids_and_carry_join_meta() -> None:
+    from django.contrib.auth.models import User
+
+    user = await User.objects.acreate(username="pia")
+    async with topic_client(live, scope={"user": user}) as a:
+        assert await a.join("lobby", {"nick": "p"}) == {"hello": "p"}
+        state = (await a.receive("lobby", "presence"))["payload"]
+        [(member, info)] = state["members"].items()
+        assert state["me"] == member
+        assert info["meta"] == {"nick": "p"} and info["username"] == "pia" and "user_id" not in info
+        connection_id = lobby.manager.active_connections[0].connection_id
+        assert connection_id and member != connection_id and "#" not in member and "!" not in member
+        assert set(info) == {"username", "joined_at", "meta"}
+        assert connection_id not in json.dumps(state)
 
 
 async def test_members_leave_the_topic_room_on_close() -> None:

@@ -123,4 +123,4 @@ def test_nothing_is_left_behind_after_random_sockets() -> None:
 
     assert async_to_sync(run)() == 0
     gc.collect()
-    assert not [o for o in gc.get_objects() if isinstance(o, _Membership)]
+    assert not [o for o in gc.get_objects() if type(o) is _Membership]

@@ -17,7 +17,7 @@ for the wire format (``protocol``), the clients and ``manage.py ws_schema``.
 
 from __future__ import annotations
 
-from .handlers import InvalidPayload, TopicError
+from .handlers import InvalidPayload, Joined, TopicError
 from .protocol import CLOSE_HEARTBEAT_TIMEOUT, PROTOCOL, RESERVED_EVENTS
 from .registry import Topic, TopicSocket, registered_sockets
 
@@ -26,6 +26,7 @@ __all__ = [
     "PROTOCOL",
     "RESERVED_EVENTS",
     "InvalidPayload",
+    "Joined",
     "Topic",
     "TopicError",
     "TopicSocket",

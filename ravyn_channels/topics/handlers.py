@@ -20,7 +20,7 @@ from ..resolver import Cleanup, Plan, run_cleanups
 from ..signatures import _annotations, plan_for
 from ..websocket import WebSocket
 
-__all__ = ["PAYLOAD", "InvalidPayload", "TopicError", "TopicHandler"]
+__all__ = ["PAYLOAD", "InvalidPayload", "Joined", "TopicError", "TopicHandler"]
 
 #: The parameter that receives a frame's payload.
 PAYLOAD = "payload"
@@ -45,6 +45,21 @@ class TopicError(Exception):
         if self.details is not None:
             out["details"] = self.details
         return out
+
+
+class Joined:
+    """What a join handler may return to set the member's presence ``meta`` along with its reply.
+
+    ``return Joined({"welcome": nick}, meta={"nick": nick})``: the client gets the
+    first argument as the join reply; on a topic with ``presence=True`` every
+    member sees ``meta`` (JSON data) in this member's presence entry.
+    """
+
+    __slots__ = ("meta", "response")
+
+    def __init__(self, response: Any = None, *, meta: dict[str, Any] | None = None):
+        self.response = response
+        self.meta = meta
 
 
 class InvalidPayload(TopicError):

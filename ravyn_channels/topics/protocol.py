@@ -48,8 +48,10 @@ __all__ = [
     "ReplyError",
     "encode",
     "error_frame",
+    "member_id",
     "message_frame",
     "parse",
+    "public_presence",
     "reply_frame",
 ]
 
@@ -147,6 +149,40 @@ def message_frame(topic: str, event: str, payload: Any) -> dict[str, Any]:
 def reply_frame(topic: str, ref: Ref | None, status: str, response: Any) -> dict[str, Any]:
     """The ``reply`` to the client frame numbered ``ref``."""
     return {"topic": topic, "event": "reply", "ref": ref, "payload": {"status": status, "response": response}}
+
+
+def member_id(connection_id: str) -> str:
+    """The id a member has in presence frames: stable for a connection, and not its ``connection_id``.
+
+    A ``connection_id`` names the server process's channel; clients get a keyed
+    digest of it instead (``SECRET_KEY``), which they can only compare.
+    """
+    from django.utils.crypto import salted_hmac
+
+    return salted_hmac("ravyn_channels.topics.presence", connection_id, algorithm="sha256").hexdigest()[:20]
+
+
+def public_presence(change: dict[str, Any], me: str | None = None) -> dict[str, Any]:
+    """A manager's presence change as clients see it: members by ``member_id``, without user ids.
+
+    Each entry keeps ``username``, ``joined_at`` and ``meta``; a ``presence_state``
+    also says which entry is the receiving socket (``me``).
+    """
+    out: dict[str, Any] = {"type": change.get("type")}
+    for key in ("members", "joins", "leaves"):
+        entries = change.get(key)
+        if isinstance(entries, dict):
+            out[key] = {
+                member_id(str(cid)): {
+                    "username": (info or {}).get("username"),
+                    "joined_at": (info or {}).get("joined_at"),
+                    "meta": (info or {}).get("meta") or {},
+                }
+                for cid, info in entries.items()
+            }
+    if change.get("type") == "presence_state" and me is not None:
+        out["me"] = me
+    return out
 
 
 def error_frame(topic: str | None, reason: str, ref: Ref | None = None) -> dict[str, Any]:

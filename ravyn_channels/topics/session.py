@@ -22,7 +22,7 @@ from ..permissions import check_permissions
 from ..resolver import Cleanup, run_cleanups
 from ..websocket import WebSocket, WebSocketDisconnect, WebSocketException, WebSocketState
 from . import protocol
-from .handlers import TopicError
+from .handlers import Joined, TopicError
 from .protocol import Frame, FrameError
 
 if TYPE_CHECKING:
@@ -202,7 +202,10 @@ class Session:
             logger.info("Refused join of %r on %s: %s", member.name, ws.scope["path"], reason.get("reason"))
             await self.reply(frame, "error", reason)
             return False
-        await topic.manager.connect(ws, group=member.name)
+        meta = None
+        if isinstance(response, Joined):
+            response, meta = response.response, response.meta
+        await topic.manager.connect(ws, group=member.name, meta=meta if topic.presence else None)
         member.state = "joined" if member.state == "joining" else member.state
         await self.reply(frame, "ok", {} if response is None else response)
         if topic.presence:
@@ -246,8 +249,10 @@ class Session:
         return {"reason": INTERNAL_ERROR}
 
     def _presence(self, member: _Membership) -> Any:
+        me = protocol.member_id(self.ws.connection_id or "")
+
         async def forward(change: dict[str, Any]) -> None:
-            await self.send(protocol.message_frame(member.name, "presence", change))
+            await self.send(protocol.message_frame(member.name, "presence", protocol.public_presence(change, me)))
 
         return forward
 
