@@ -83,7 +83,11 @@ export declare class Presence {
   constructor(channel: Channel);
   /** `{connection_id: info}` as last known. */
   readonly state: Record<string, PresenceInfo>;
+  /** This socket's own id in `state` (from the last presence_state), or null. */
+  readonly me: string | null;
   list(): Array<{ id: string } & PresenceInfo>;
+  /** Forget every member: the next presence_state starts afresh. */
+  reset(): void;
   onSync(callback: (members: Array<{ id: string } & PresenceInfo>) => void): Unsubscribe;
   onJoin(callback: (id: string, info: PresenceInfo) => void): Unsubscribe;
   onLeave(callback: (id: string, info: PresenceInfo) => void): Unsubscribe;

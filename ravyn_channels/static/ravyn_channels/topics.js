@@ -340,6 +340,7 @@ export class Presence {
   /** Members of a topic with presence=True: state is {connection_id: info}; callbacks get diffs. */
   constructor(channel) {
     this.state = {};
+    this.me = null;  // this socket's own id in state (from presence_state)
     this._listeners = new Listeners();
     this._off = channel.on("presence", (change) => this._apply(change));
   }
@@ -348,12 +349,15 @@ export class Presence {
   onJoin(callback) { return this._listeners.on("join", callback); }
   onLeave(callback) { return this._listeners.on("leave", callback); }
   list() { return Object.entries(this.state).map(([id, info]) => ({ id, ...info })); }
+  /** Forget every member (e.g. while rejoining): the next presence_state starts afresh, with no diffs. */
+  reset() { this.state = {}; this.me = null; }
   stop() { this._off(); }
 
   _apply(change) {
     if (!change || typeof change !== "object") return;
     let joins = {}, leaves = {};
     if (change.type === "presence_state") {
+      if (change.me !== undefined) this.me = change.me;
       const next = change.members ?? {};
       for (const [id, info] of Object.entries(next)) if (!(id in this.state)) joins[id] = info;
       for (const [id, info] of Object.entries(this.state)) if (!(id in next)) leaves[id] = info;
