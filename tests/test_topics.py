@@ -543,3 +543,12 @@ async def test_events_sent_before_an_accepted_join_is_answered_run_after_it() ->
         early = await client.receive("room:60", "reply")
         assert (join["ref"], join["payload"]["status"]) == ("j", "ok")
         assert (early["ref"], early["payload"]["response"]) == ("e", {"delivered": "early", "urgent": False})
+
+
+def test_client_backoff_doubles_with_jitter_and_a_cap() -> None:
+    from ravyn_channels.client import backoff_delay
+
+    for attempt, ceiling in ((1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (30, 30.0)):
+        delays = [backoff_delay(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 100  # jitter: clients that dropped together do not come back together

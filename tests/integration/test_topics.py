@@ -210,3 +210,15 @@ async def test_topic_broadcast_and_presence_across_two_processes(
                 break
             await asyncio.sleep(0.05)
         assert len(on_a.channel("room:9").presence) == 2 and len(on_b.channel("room:9").presence) == 2
+
+
+async def test_client_heartbeats_keep_a_quiet_socket_open(tmp_path: Path, start_server: StartServer) -> None:
+    write_app(tmp_path, ', settings={"RAVYN_CHANNELS": {"AUTODISCOVER": [], "TOPICS_HEARTBEAT_TIMEOUT": 0.6}}')
+    server = start_server("topics_app:app", cwd=tmp_path)
+    async with Socket(f"{server.ws}/live", heartbeat=0.2) as socket:
+        room = socket.channel("room:10")
+        await room.join()
+        await asyncio.sleep(2.0)  # three heartbeat windows with nothing but heartbeats
+        assert socket.connected and socket.connections == 1
+        assert await room.push("message", {"text": "awake"}) == {"sent": "awake"}
+    assert "4408" not in server.log()

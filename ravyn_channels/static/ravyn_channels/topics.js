@@ -114,6 +114,7 @@ export class Socket {
     this.ws = null;
     if (ws) { ws.onopen = ws.onclose = ws.onmessage = ws.onerror = null; ws.close(code, reason); }
     this._failReplies(new Error("socket closed"));
+    for (const channel of this.channels.values()) channel._settle("reject", new Error("socket closed"));
     this._queue = [];
   }
 
