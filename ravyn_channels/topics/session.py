@@ -72,29 +72,66 @@ class Session:
         self.max_topics = conf.TOPICS_MAX_PER_SOCKET
         self.backlog = conf.INBOX_SIZE
         self.joined: dict[str, _Membership] = {}
+        self._task: asyncio.Task[Any] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._seen = 0.0
+        self._receiving = False
+        self._expired = False
 
     async def run(self) -> None:
         ws = self.ws
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._seen = loop.time()
+        if self.heartbeat:
+            # One timer per socket rather than a timeout per frame (asyncio.wait_for costs more than parsing).
+            self._watchdog = loop.call_later(self.heartbeat, self._watch)
         try:
             while True:
+                self._receiving = True
                 try:
-                    message = await asyncio.wait_for(ws.receive(), self.heartbeat)
-                except TimeoutError:
-                    logger.info(
-                        "Closing topic socket %s with %d: no frame within %ss (TOPICS_HEARTBEAT_TIMEOUT).",
-                        ws.scope["path"],
-                        protocol.CLOSE_HEARTBEAT_TIMEOUT,
-                        self.heartbeat,
-                    )
-                    if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
-                        await ws.close(protocol.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                    message = await ws.receive()
+                except asyncio.CancelledError:
+                    if not self._expired:
+                        raise
+                    if self._task is not None:
+                        self._task.uncancel()
+                    await self._expire()
                     return
+                finally:
+                    self._receiving = False
+                self._seen = loop.time()
                 if message["type"] != "websocket.receive":
                     return  # websocket.disconnect
                 if not await self.handle(message.get("text")):
                     return
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             await self.close_all()
+
+    def _watch(self) -> None:
+        """The heartbeat window: stop waiting for frames once none came within it."""
+        assert self.heartbeat
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._seen
+        if idle >= self.heartbeat and self._receiving and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+            return
+        wait = self.heartbeat - idle if idle < self.heartbeat else self.heartbeat / 10  # busy with a frame
+        self._watchdog = loop.call_later(wait, self._watch)
+
+    async def _expire(self) -> None:
+        ws = self.ws
+        logger.info(
+            "Closing topic socket %s with %d: no frame within %ss (TOPICS_HEARTBEAT_TIMEOUT).",
+            ws.scope["path"],
+            protocol.CLOSE_HEARTBEAT_TIMEOUT,
+            self.heartbeat,
+        )
+        if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+            await ws.close(protocol.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
 
     # -- socket-level frames ----------------------------------------------------------------
 
