@@ -134,6 +134,13 @@ class TopicHandler:
         shim.__qualname__ = func.__qualname__
         shim.__name__ = func.__name__
         self.plan: Plan = plan_for(shim, param_types, needs_websocket=False)
+        # Only the WebSocket and topic parameters (already converted): no resolution per call.
+        self._direct: tuple[tuple[str, str], ...] | None = (
+            tuple((slot.name, slot.kind) for slot in self.plan.params if slot.kind != "keep")
+            if all(slot.kind in ("websocket", "keep") or (slot.kind == "path" and slot.spec is None)
+                   for slot in self.plan.params)
+            else None
+        )  # fmt: skip
 
     async def call(
         self, websocket: WebSocket, params: Mapping[str, Any], payload: Any, cleanups: list[Cleanup] | None = None
@@ -142,6 +149,11 @@ class TopicHandler:
         value = payload
         if self.validate is not None:
             value = self.validate(payload)
+        if self._direct is not None:
+            kwargs = {name: websocket if kind == "websocket" else params[name] for name, kind in self._direct}
+            if self.takes_payload:
+                kwargs[PAYLOAD] = value
+            return await self.func(**kwargs)
         own: list[Cleanup] = [] if cleanups is None else cleanups
         try:
             kwargs = await self.plan.resolve(websocket, params, own)

@@ -55,7 +55,7 @@ class _Membership:
     params: dict[str, Any]
     state: str = "joining"  # joining | joined | leaving
     frames: collections.deque[Frame] = field(default_factory=collections.deque)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    waiter: asyncio.Future[None] | None = None  # set while the worker waits for a frame
     cleanups: list[Cleanup] = field(default_factory=list)
     previous: asyncio.Task[None] | None = None
     task: asyncio.Task[None] | None = None
@@ -195,7 +195,9 @@ class Session:
     @staticmethod
     def enqueue(member: _Membership, frame: Frame) -> None:
         member.frames.append(frame)
-        member.wakeup.set()
+        waiter = member.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # -- one topic --------------------------------------------------------------------------
 
@@ -206,8 +208,11 @@ class Session:
         try:
             while True:
                 while not member.frames:
-                    member.wakeup.clear()
-                    await member.wakeup.wait()
+                    member.waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await member.waiter
+                    finally:
+                        member.waiter = None
                 frame = member.frames.popleft()
                 if frame.event == "join":
                     if not await self.run_join(member, frame):
