@@ -17,6 +17,7 @@
 ``W040``              ``check --deploy``: the open-file limit (``ulimit -n``) is below 4096
 ``W010``              ``RedisChannelLayer`` hosts without ``socket_timeout`` (adjusted at startup)
 ``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
+``E060``, ``W060``    topic sockets: see ``ravyn_channels.topics.checks``
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -47,6 +48,7 @@ __all__ = [
     "check_origins_deploy",
     "check_routes",
     "check_settings",
+    "check_topics",
     "check_transport_settings",
 ]
 
@@ -173,6 +175,8 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "SEND_BUFFER_LIMIT": (lambda v: v is None or _positive_int(v), "None or a positive int (bytes)"),
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "TOPICS_HEARTBEAT_TIMEOUT": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "TOPICS_MAX_PER_SOCKET": (_positive_int, "a positive int"),
     "PRESENCE_TTL": (
         lambda v: _non_negative_number(v) and v > 0,
         "a positive number of seconds, e.g. 30 (crashed processes' connections leave presence within it)",
@@ -417,3 +421,11 @@ def check_layer_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 )
             )
     return messages
+
+
+@register("ravyn_channels")
+def check_topics(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E060/W060: topic sockets (``ravyn_channels.topics``), checked only when some are declared."""
+    from .topics.checks import check_topics as check
+
+    return check(app_configs, **kwargs)

@@ -71,6 +71,11 @@ class Settings:
     #: loss, lost network) leave ``count``/``members`` and are announced as left.
     #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
     PRESENCE_TTL: float = 30.0
+    #: Topic sockets (``ravyn_channels.topics``): seconds without any client frame
+    #: (heartbeats included) after which the socket is closed with 4408; ``None`` or 0: never.
+    TOPICS_HEARTBEAT_TIMEOUT: float | None = 60.0
+    #: Topics one socket may have joined at once; a join beyond it gets an error reply.
+    TOPICS_MAX_PER_SOCKET: int = 100
 
 
 def fragment_limit(settings: Settings) -> int:
