@@ -14,6 +14,7 @@ class RavynChannelsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .auth import connect_signals
         from .conf import get_settings
         from .servers import install_daphne_adapter
 
@@ -21,5 +22,6 @@ class RavynChannelsConfig(AppConfig):
         # ready()) would silence handler tracebacks; they must always be reported.
         logging.getLogger("ravyn_channels").disabled = False
         install_daphne_adapter()
+        connect_signals()
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

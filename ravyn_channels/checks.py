@@ -150,6 +150,7 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CHANNEL_LAYER": (lambda v: isinstance(v, str), "a CHANNEL_LAYERS alias (str)"),
     "PATCH_DAPHNE": (lambda v: isinstance(v, bool), "True or False"),
     "TOKEN_MAX_AGE": (_non_negative_number, "a number of seconds >= 0"),
+    "TOKEN_REVOKE_ON_LOGOUT": (lambda v: isinstance(v, bool), "True or False"),
     "SEND_BUFFER_LIMIT": (lambda v: v is None or _positive_int(v), "None or a positive int (bytes)"),
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),

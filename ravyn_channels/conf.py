@@ -56,6 +56,8 @@ class Settings:
     PATCH_DAPHNE: bool = True
     #: Seconds a token from ``ravyn_channels.auth.issue_token`` stays valid.
     TOKEN_MAX_AGE: float = 300.0
+    #: Revoke a user's tokens (``ravyn_channels.auth.revoke_tokens``) when they log out.
+    TOKEN_REVOKE_ON_LOGOUT: bool = True
     #: Presence (``ConnectionManager(presence=True)``): seconds within which the
     #: connections of a process that died without closing them (SIGKILL, power
     #: loss, lost network) leave ``count``/``members`` and are announced as left.
