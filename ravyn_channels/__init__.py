@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .limits import TooManyRooms
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -27,6 +28,7 @@ __all__ = [
     "OnlineUser",
     "Query",
     "Ravyn",
+    "TooManyRooms",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketException",

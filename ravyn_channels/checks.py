@@ -154,6 +154,7 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "SEND_BUFFER_LIMIT": (lambda v: v is None or _positive_int(v), "None or a positive int (bytes)"),
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "MAX_ROOMS_PER_CONNECTION": (lambda v: v is None or _positive_int(v), "None or a positive int, e.g. 100"),
     "PRESENCE_TTL": (
         lambda v: _non_negative_number(v) and v > 0,
         "a positive number of seconds, e.g. 30 (crashed processes' connections leave presence within it)",

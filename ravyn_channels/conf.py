@@ -63,6 +63,9 @@ class Settings:
     #: loss, lost network) leave ``count``/``members`` and are announced as left.
     #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
     PRESENCE_TTL: float = 30.0
+    #: Rooms one connection may be in through one ``ConnectionManager``; one more raises
+    #: ``TooManyRooms`` (close 1008 when uncaught); ``None``: no limit.
+    MAX_ROOMS_PER_CONNECTION: int | None = 100
 
 
 DEFAULTS = Settings()

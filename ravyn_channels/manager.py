@@ -356,6 +356,9 @@ class ConnectionManager(PresenceMixin):
         room's ``presence_state`` and then a ``presence_diff`` per change, as JSON
         text frames (``group=None``: everyone in this manager); an async callable
         instead receives those dicts.
+
+        A connection may be in ``RAVYN_CHANNELS["MAX_ROOMS_PER_CONNECTION"]`` rooms of
+        this manager (100); one more raises ``TooManyRooms`` (uncaught: close 1008).
         """
         if meta is not None or presence is not False:
             self._require_presence("connect(meta=..., presence=...)")
@@ -365,6 +368,8 @@ class ConnectionManager(PresenceMixin):
             await websocket.accept()
         hub = await self._hub()
         groups = self._local.get(websocket)
+        if group is not None and groups is not None:
+            _check_room_cap(groups, self.group_name(group), group)
         if groups is None:
             groups = self._local[websocket] = set()
             if websocket.connection_id is None:
@@ -552,6 +557,14 @@ class ConnectionManager(PresenceMixin):
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.group_send)(self._all, event)
+
+
+def _check_room_cap(groups: set[str], name: str, room: str) -> None:
+    limit = get_settings().MAX_ROOMS_PER_CONNECTION
+    if limit is not None and name not in groups and len(groups) - 1 >= limit:  # - 1: the manager's own group
+        from .limits import TooManyRooms
+
+        raise TooManyRooms(room, limit)
 
 
 def _json_copy(meta: Any) -> dict[str, Any]:

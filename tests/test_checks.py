@@ -98,6 +98,8 @@ def test_e003_logged_in_user_without_authentication() -> None:
         ("ORIGINS", "https://a.example", "None or a list of origin patterns"),
         ("REQUIRE_ORIGIN", "yes", "True or False"),
         ("CLOSE_TIMEOUT", -1, "a number of seconds >= 0"),
+        ("MAX_ROOMS_PER_CONNECTION", 0, "None or a positive int, e.g. 100"),
+        ("TOKEN_REVOKE_ON_LOGOUT", "yes", "True or False"),
     ],
 )
 def test_e004_invalid_setting_value(key: str, value: Any, expected: str) -> None:

@@ -208,3 +208,72 @@ def test_echo_page(browser: Any, demo: Demo) -> None:
     page.fill("#text", "hi")
     page.press("#text", "Enter")
     expect(lines(page)).to_have_text([f"Message from {client_id}: hi"])
+
+
+def test_a_guest_nickname_never_passes_for_a_user(browser: Any, demo: Demo) -> None:
+    """A visitor calling himself "ada ✓" is a guest named "ada", listed apart from the user ada, without ✓."""
+    from playwright.sync_api import expect
+
+    server = demo()
+    ada, impostor = new_page(browser), new_page(browser)
+    log_in(ada, server, "ada", "pw")
+    join(ada, server, "hall")
+    join(impostor, server, "hall", nick="ada ✓")
+    for page in (ada, impostor):
+        expect(page.locator("#members li")).to_have_count(2)  # not merged into one entry "ada x2"
+        expect(page.locator("#members li.auth")).to_have_text(["ada"])
+        expect(page.locator("#members li.guest")).to_have_text(["ada"])  # the ✓ was stripped from the nick
+    say(impostor, "trust me")
+    expect(ada.locator("#messages li.message .user")).to_have_class(["user guest"])
+    assert "✓" not in ada.locator("#messages").inner_text()  # the only ✓ is the CSS mark of users
+
+
+def test_malformed_room_in_the_url_does_not_break_the_page(browser: Any, demo: Demo) -> None:
+    from playwright.sync_api import expect
+
+    server = demo()
+    page = new_page(browser)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.http}/#%E0%A4%A")
+    join(page, server, "after", nick="cy")
+    expect(lines(page)).to_have_text(["cy joined"])
+    assert errors == []
+
+
+def test_demo_pages_refuse_framing(demo: Demo) -> None:
+    import urllib.request
+
+    server = demo()
+    with urllib.request.urlopen(f"{server.http}/", timeout=10) as response:
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_presence_frames_show_visitors_only_what_the_page_shows(demo: Demo) -> None:
+    """An anonymous socket sees names and marks (meta), under opaque ids: no user ids, usernames
+    beyond the names shown, connection ids or server channel names."""
+    import asyncio
+    import json
+
+    import websockets
+
+    server = demo()
+
+    async def look() -> list[str]:
+        async with websockets.connect(f"{server.ws}/chat/open?nick=ed", open_timeout=10) as ed:
+            async with websockets.connect(f"{server.ws}/chat/open?nick=mallory", open_timeout=10) as mallory:
+                texts = []
+                while len(texts) < 3 or "ed" not in texts[-1]:
+                    texts.append(str(await asyncio.wait_for(mallory.recv(), 10)))
+                    if '"presence_' in texts[-1] and len(json.loads(texts[-1]).get("members", {})) == 2:
+                        break
+                await ed.send("hello")
+                texts.append(str(await asyncio.wait_for(mallory.recv(), 10)))
+                return texts
+
+    texts = asyncio.run(look())
+    state = next(json.loads(t) for t in texts if '"presence_state"' in t)
+    assert sorted(m["meta"]["user"] for m in state["members"].values()) == ["ed", "mallory"]
+    for member_id, info in state["members"].items():
+        assert set(info) == {"meta"} and len(member_id) == 20 and all(c in "0123456789abcdef" for c in member_id)
+    assert not any(word in t for t in texts for word in ("specific.", "user_id", "username", "joined_at", "#"))

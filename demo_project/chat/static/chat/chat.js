@@ -7,20 +7,35 @@ const messages = document.getElementById("messages");
 const text = document.getElementById("text");
 const members = document.getElementById("members");
 let socket = null;
-let present = {};  // connection id -> {user_id, username, joined_at, meta: {user, auth}}, from presence frames
+let present = {};  // opaque member id -> {meta: {user, auth}}, from presence frames
+
+function fromHash() {  // the room in the URL's #fragment; a malformed one (#%E0%A4%A) is ignored
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch (error) {
+    return "";
+  }
+}
 
 if (nick) nick.value = localStorage.getItem("nick") || "";
-room.value = decodeURIComponent(location.hash.slice(1)) || room.value;
+room.value = fromHash() || room.value;
 
-function showMembers() {  // one entry per name, "×2" for a name with two connections
-  const names = new Map();
+function userClass(auth) {  // logged-in users get the ✓, guests (nicknames) a "guest" mark: never the same look
+  return auth === true ? "user auth" : "user guest";
+}
+
+function showMembers() {  // one entry per person, "×2" for one with two connections
+  const people = new Map();  // a guest "alice" and the user alice are two people
   for (const { meta } of Object.values(present)) {
-    const [auth, n] = names.get(meta.user) || [meta.auth, 0];
-    names.set(meta.user, [auth, n + 1]);
+    const auth = meta.auth === true;
+    const key = `${auth ? "user" : "guest"}:${meta.user}`;
+    const [, , n] = people.get(key) || [meta.user, auth, 0];
+    people.set(key, [String(meta.user), auth, n + 1]);
   }
-  members.replaceChildren(...[...names].sort(([a], [b]) => a.localeCompare(b)).map(([name, [auth, n]]) => {
+  const sorted = [...people.values()].sort(([a, aa], [b, ba]) => a.localeCompare(b) || aa - ba);
+  members.replaceChildren(...sorted.map(([name, auth, n]) => {
     const li = document.createElement("li");
-    li.className = auth ? "user auth" : "user";
+    li.className = userClass(auth);
     li.textContent = n > 1 ? `${name} ×${n}` : name;
     return li;
   }));
@@ -37,7 +52,7 @@ function show(data) {
     Object.assign(present, event.joins);
     return showMembers();
   }
-  const who = ["b", event.auth ? "user auth" : "user", event.user];
+  const who = ["b", userClass(event.auth), event.user];
   if (event.type === "message") addLine(messages, "message", who, " ", ["span", "text", event.text]);
   else addLine(messages, `notice ${event.type}`, who, event.type === "join" ? " joined" : " left");
 }
