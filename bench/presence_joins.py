@@ -125,34 +125,53 @@ async def many_rooms(port: int, proc: psutil.Process, rooms: int, tag: str) -> f
     return spent
 
 
+RECEIVED = [0]
+
+
 async def drain(ws: websockets.ClientConnection) -> None:
     try:
         async for _ in ws:
-            pass
+            RECEIVED[0] += 1
     except websockets.ConnectionClosed:
         pass
 
 
-async def join_cost(port: int, proc: psutil.Process, size: int, joins: int, tag: str) -> float:
+async def join_cost(port: int, proc: psutil.Process, size: int, joins: int, tag: str) -> None:
     room = f"{tag}-big{size}"
     sitting = []
     for i in range(size):
-        ws = await websockets.connect(f"ws://127.0.0.1:{port}/chat/{room}?nick=m{i}", max_queue=None)
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/chat/{room}?nick=m{i}", max_queue=None, open_timeout=60)
         await until_state(ws)
         sitting.append(ws)
     readers = [asyncio.create_task(drain(ws)) for ws in sitting]
-    await asyncio.sleep(1.0)
-    before = cpu(proc)
-    for _ in range(joins):
+    while True:  # let the server finish writing what filling the room queued
+        RECEIVED[0] = 0
+        await asyncio.sleep(1.0)
+        if RECEIVED[0] == 0:
+            break
+    async def visit() -> None:
         async with websockets.connect(f"ws://127.0.0.1:{port}/chat/{room}?nick=newcomer", max_queue=None) as ws:
             await until_state(ws)
-    await asyncio.sleep(0.5)
+
+    before, RECEIVED[0] = cpu(proc), 0
+    for _ in range(joins):  # one after the other
+        await visit()
+    await asyncio.sleep(1.5)
     per_join = (cpu(proc) - before) / joins
+    one_by_one = RECEIVED[0]
+    before, RECEIVED[0] = cpu(proc), 0
+    await asyncio.gather(*(visit() for _ in range(joins)))  # all at once
+    await asyncio.sleep(1.5)
+    per_burst_join = (cpu(proc) - before) / joins
+    print(
+        f"join+leave into a room of {size}: {per_join * 1000:.2f} ms server CPU per join one after the other "
+        f"({one_by_one} frames to the members), {per_burst_join * 1000:.2f} ms in a burst of {joins} "
+        f"({RECEIVED[0]} frames)"
+    )
     for ws in sitting:
         await ws.close()
     await asyncio.gather(*readers)
     await asyncio.sleep(1.0)
-    return per_join
 
 
 async def main_async(args: argparse.Namespace, port: int, proc: psutil.Process) -> None:
@@ -160,8 +179,7 @@ async def main_async(args: argparse.Namespace, port: int, proc: psutil.Process) 
     spent = await many_rooms(port, proc, args.rooms, tag)
     print(f"one client, {args.rooms} rooms: {spent:.2f} s server CPU ({spent / args.rooms * 1000:.1f} ms per room)")
     for size in args.sizes:
-        per_join = await join_cost(port, proc, size, args.joins, tag)
-        print(f"join+leave into a room of {size}: {per_join * 1000:.2f} ms server CPU per join")
+        await join_cost(port, proc, size, args.joins, tag)
 
 
 def main() -> None:
@@ -178,7 +196,11 @@ def main() -> None:
             asyncio.run(main_async(args, port, psutil.Process(server.pid)))
         finally:
             server.terminate()
-            server.wait(10)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(5)
 
 
 if __name__ == "__main__":

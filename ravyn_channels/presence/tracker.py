@@ -330,10 +330,10 @@ class Tracker:
             if new is not None:
                 joins[cid] = room.shown[cid] = new
         room.dirty.clear()
+        if not joins and not leaves:
+            return  # what subscribers were sent still holds (and so does the cached state)
         room.shown_seq = room.seq
         room.state = None
-        if not joins and not leaves:
-            return
         room.flushed = time.monotonic()
         frame = self._frame(room, "presence_diff", joins=joins, leaves=leaves)
         for sub in [s for s in room.subs.values() if s.ready]:
