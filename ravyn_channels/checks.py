@@ -8,6 +8,8 @@
 ``W001``              an unknown ``RAVYN_CHANNELS`` key (ignored)
 ``W002``              no channel layer (``ConnectionManager`` and ``ws_send`` need one)
 ``W003``              the in-memory channel layer while ``DEBUG`` is off (one process only)
+``W030``              ``TOKEN_MAX_AGE`` over an hour (a copied token connects that long)
+``W031``              ``MAX_ROOMS_PER_CONNECTION`` is ``None`` (one client may join rooms without bound)
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -30,7 +32,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from .conf import _raw, get_settings, unknown_keys
 from .params import REQUIRED
 
-__all__ = ["check_channel_layer", "check_routes", "check_settings"]
+__all__ = ["check_channel_layer", "check_limits", "check_routes", "check_settings"]
 
 _CONVERTER_NAME = re.compile(r"<([^:<>]+):[^<>]+>")
 
@@ -224,3 +226,39 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+#: Longest ``TOKEN_MAX_AGE`` (seconds) without W030.
+TOKEN_MAX_AGE_WARNING = 3600
+
+
+@register("ravyn_channels")
+def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W030 long-lived tokens, W031 no cap on rooms per connection."""
+    try:
+        raw = _raw()
+    except TypeError:  # E004 says so
+        return []
+    messages: list[CheckMessage] = []
+    age = raw.get("TOKEN_MAX_AGE")
+    if age is not None and _non_negative_number(age) and age > TOKEN_MAX_AGE_WARNING:
+        messages.append(
+            Warning(
+                f"RAVYN_CHANNELS['TOKEN_MAX_AGE'] is {age!r} seconds: whoever copies a token (a log, a "
+                "screenshot, a shared URL) can open connections as its user for that long.",
+                hint="Keep tokens short-lived (the default is 300 s) and have the page fetch a new one "
+                "when it reconnects; revoke_tokens(user) voids them earlier.",
+                id="ravyn_channels.W030",
+            )
+        )
+    if "MAX_ROOMS_PER_CONNECTION" in raw and raw["MAX_ROOMS_PER_CONNECTION"] is None:
+        messages.append(
+            Warning(
+                "RAVYN_CHANNELS['MAX_ROOMS_PER_CONNECTION'] is None: a client may join rooms without "
+                "bound, and each room costs the server memory and presence work.",
+                hint="Set a limit (the default is 100); catch TooManyRooms in handlers that let "
+                "clients choose rooms.",
+                id="ravyn_channels.W031",
+            )
+        )
+    return messages

@@ -11,7 +11,7 @@ from django.core.checks.registry import registry
 from django.test import override_settings
 
 from ravyn_channels import Query, WebSocket, WebSocketRoute
-from ravyn_channels.checks import check_channel_layer, check_routes, check_settings
+from ravyn_channels.checks import check_channel_layer, check_limits, check_routes, check_settings
 
 
 def route(path: str, endpoint: Any = None) -> WebSocketRoute[Any]:
@@ -148,3 +148,20 @@ def test_w003_in_memory_layer_without_debug() -> None:
     redis = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
     with override_settings(CHANNEL_LAYERS=redis, DEBUG=False):
         assert check_channel_layer() == []
+
+
+def test_w030_long_lived_tokens() -> None:
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 86400}):
+        [warning] = check_limits()
+    assert warning.id == "ravyn_channels.W030" and "86400 seconds" in warning.msg and warning.hint
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 3600}):
+        assert check_limits() == []
+
+
+def test_w031_no_room_cap() -> None:
+    with override_settings(RAVYN_CHANNELS={"MAX_ROOMS_PER_CONNECTION": None}):
+        [warning] = check_limits()
+    assert warning.id == "ravyn_channels.W031" and "TooManyRooms" in warning.hint
+    with override_settings(RAVYN_CHANNELS={"MAX_ROOMS_PER_CONNECTION": 500}):
+        assert check_limits() == []
+    assert check_limits() == []  # the defaults
