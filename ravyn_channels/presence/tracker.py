@@ -271,7 +271,7 @@ class Tracker:
         new = [sub for sub in room.subs.values() if not sub.ready]
         if new:
             if room.state is None:
-                room.state = self._frame(room, "presence_state", seq=room.shown_seq, members=room.shown)
+                room.state = self._frame(room, "presence_state", seq=room.shown_seq, members=dict(room.shown))
             for sub in new:
                 sub.ready = True
                 await self._send(sub, room.state)
