@@ -5,6 +5,7 @@ over one socket at ``/live``: rooms are joined and left without reconnecting,
 ``private:`` rooms only by logged-in users, and typing indicators are a second event.
 """
 
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -42,12 +43,21 @@ class Typing(BaseModel):
     typing: bool
 
 
+#: What a nickname keeps: letters, digits, spaces and . ' - (no symbols such as ✓, no control characters).
+NOT_IN_NICK = re.compile(r"[^\w .'-]+")
+
+
+def nickname(raw: str) -> str:
+    """An anonymous visitor's name: cleaned, at most 32 characters; shown marked as a guest."""
+    return " ".join(NOT_IN_NICK.sub("", raw).split())[:32] or "anonymous"
+
+
 async def speaker(websocket: WebSocket, nick: str) -> dict[str, Any]:
     """Who speaks: a logged-in user under their username; anyone else under a nickname no user has."""
     user = websocket.user
     if user.is_authenticated:
         return {"user": user.username, "auth": True}
-    name = nick.strip() or "anonymous"
+    name = nickname(nick)
     if await get_user_model()._default_manager.filter(username__iexact=name).aexists():
         raise TopicError(f"{name!r} is a registered user's name: log in, or choose another nickname")
     return {"user": name, "auth": False}

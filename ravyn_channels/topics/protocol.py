@@ -38,6 +38,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..presence import member_id, public_members
+
 __all__ = [
     "CLOSE_HEARTBEAT_TIMEOUT",
     "PROTOCOL",
@@ -151,35 +153,19 @@ def reply_frame(topic: str, ref: Ref | None, status: str, response: Any) -> dict
     return {"topic": topic, "event": "reply", "ref": ref, "payload": {"status": status, "response": response}}
 
 
-def member_id(connection_id: str) -> str:
-    """The id a member has in presence frames: stable for a connection, and not its ``connection_id``.
-
-    A ``connection_id`` names the server process's channel; clients get a keyed
-    digest of it instead (``SECRET_KEY``), which they can only compare.
-    """
-    from django.utils.crypto import salted_hmac
-
-    return salted_hmac("ravyn_channels.topics.presence", connection_id, algorithm="sha256").hexdigest()[:20]
-
-
 def public_presence(change: dict[str, Any], me: str | None = None) -> dict[str, Any]:
-    """A manager's presence change as clients see it: members by ``member_id``, without user ids.
+    """A manager's presence change as clients see it: ``{member_id: {"meta": ...}}`` entries.
 
-    Each entry keeps ``username``, ``joined_at`` and ``meta``; a ``presence_state``
+    The same publication as raw presence frames (``ravyn_channels.presence.public_members``):
+    only the ``meta`` the join handler gave, under an opaque member id, so the application
+    decides what every member of a topic may see of the others. A ``presence_state``
     also says which entry is the receiving socket (``me``).
     """
     out: dict[str, Any] = {"type": change.get("type")}
     for key in ("members", "joins", "leaves"):
         entries = change.get(key)
         if isinstance(entries, dict):
-            out[key] = {
-                member_id(str(cid)): {
-                    "username": (info or {}).get("username"),
-                    "joined_at": (info or {}).get("joined_at"),
-                    "meta": (info or {}).get("meta") or {},
-                }
-                for cid, info in entries.items()
-            }
+            out[key] = public_members(entries)
     if change.get("type") == "presence_state" and me is not None:
         out["me"] = me
     return out

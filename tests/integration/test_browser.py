@@ -267,3 +267,11 @@ def test_a_nickname_cannot_take_a_users_name_and_a_bad_hash_is_ignored(browser: 
     join(page, server, "lobby", nick="ann")
     expect(lines(page)).to_have_text(["ann joined"])
     assert errors == []
+
+
+def test_demo_pages_refuse_framing(demo: Demo) -> None:
+    import urllib.request
+
+    server = demo()
+    with urllib.request.urlopen(f"{server.http}/", timeout=10) as response:
+        assert response.headers["X-Frame-Options"] == "DENY"

@@ -102,6 +102,12 @@ async def cid(ws: Any) -> str:
     return str(await asyncio.wait_for(ws.recv(), 5))
 
 
+async def pid(ws: Any) -> str:
+    """The socket's id in presence frames (``member_id``: opaque, not its connection id)."""
+    await ws.send("pid")
+    return str(await asyncio.wait_for(ws.recv(), 5))
+
+
 async def converge(ws: Any, command: str, expected: Any, timeout: float) -> tuple[Any, float]:
     """Ask until the answer is ``expected`` (bounded); returns the last answer and the seconds it took."""
     start = time.monotonic()
@@ -128,7 +134,7 @@ class Watcher:
         state = await recv(self.ws)
         assert state["type"] == "presence_state"
         self.members, self.seq = dict(state["members"]), state["seq"]
-        await self.ws.send("id")
+        await self.ws.send("pid")
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), 5)
             if not raw.startswith("{"):
@@ -208,9 +214,9 @@ async def test_sigkill_one_process_and_the_other_converges(
         watching = await stack.enter_async_context(ws_connect(url(a, room, watch=1)))
         on_a = await stack.enter_async_context(ws_connect(url(a, room)))
         watcher = Watcher(watching)
-        ids_a = [await watcher.start(), await cid(on_a)]
+        ids_a = [await watcher.start(), await pid(on_a)]
         victims = [await stack.enter_async_context(ws_connect(url(b, room, nick=f"b{i}"))) for i in range(3)]
-        ids_b = [await cid(ws) for ws in victims]
+        ids_b = [await pid(ws) for ws in victims]
         await watcher.until(lambda w: set(ids_b) <= set(w.members))
         assert await ask(on_a, "count") == {"count": 5}
 
@@ -237,9 +243,9 @@ async def test_sigterm_announces_leaves_without_waiting_for_expiry(
         on_a = await stack.enter_async_context(ws_connect(url(a, room)))
         watcher = Watcher(watching)
         await watcher.start()
-        await cid(on_a)
+        await pid(on_a)
         leaving = [await stack.enter_async_context(ws_connect(url(b, room))) for _ in range(3)]
-        ids_b = [await cid(ws) for ws in leaving]
+        ids_b = [await pid(ws) for ws in leaving]
         await watcher.until(lambda w: set(ids_b) <= set(w.members))
         b.stop(signal.SIGTERM)  # daphne closes every client (1001); handlers and cleanups run
         await watcher.until(lambda w: set(ids_b) <= set(w.left), timeout=10)
@@ -259,7 +265,7 @@ async def test_joins_and_leaves_reach_a_subscriber_on_the_other_process_once_and
 
         async def visit(server: Server, i: int) -> str:
             async with ws_connect(url(server, room, nick=f"n{i}")) as ws:
-                ident = await cid(ws)
+                ident = await pid(ws)
                 await asyncio.sleep(0.05 * (i % 4))
             return ident
 
@@ -283,7 +289,7 @@ async def test_send_to_user_reaches_the_users_connections_on_every_process(
         url(b, room, user=8)
     ) as u8, ws_connect(url(a, room)) as anon:
         for ws in (u7a, u7b, u8, anon):
-            await cid(ws)
+            await pid(ws)
         await u8.send("touser:7 hello seven")
         assert [await asyncio.wait_for(ws.recv(), 5) for ws in (u7a, u7b)] == ["hello seven"] * 2
         script = (
@@ -309,12 +315,12 @@ async def test_live_members_outlast_group_expiry_and_events_keep_flowing(
     ) as on_b:
         watcher = Watcher(watching)
         await watcher.start()
-        await cid(on_a), await cid(on_b)
+        await pid(on_a), await pid(on_b)
         await asyncio.sleep(3 * TTL)  # past group_expiry (2 s) and past the members' lifetime
         assert await ask(on_a, "count") == {"count": 3}
         assert await ask(on_b, "count") == {"count": 3}
         async with ws_connect(url(b, room)) as late:
-            late_id = await cid(late)
+            late_id = await pid(late)
             await watcher.until(lambda w: late_id in w.members)  # B's event still reaches A
             assert late_id in watcher.members
             await late.send("say:still here")
@@ -394,13 +400,13 @@ async def test_presence_comes_back_after_redis_loses_everything(
             url(b, room)
         ) as on_b:
             watcher = Watcher(watching, strict=False)
-            ids = [await watcher.start(), await cid(on_a), await cid(on_b)]
+            ids = [await watcher.start(), await pid(on_a), await pid(on_b)]
             await watcher.until(lambda w: set(ids) <= set(w.members))
 
             redis_proc.kill()  # SIGKILL, no persistence: the store is gone
             redis_proc.wait(5)
             async with ws_connect(url(b, room)) as during:  # connecting still works while Redis is down
-                during_id = await cid(during)
+                during_id = await pid(during)
                 await asyncio.sleep(1.0)
                 redis_proc = start_redis(port, tmp_path)
                 # Heartbeats put every live member back, including the one that joined during the outage.

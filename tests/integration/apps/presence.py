@@ -7,6 +7,7 @@
 from typing import Any
 
 from ravyn_channels import ConnectionManager, Ravyn, WebSocket, websocket
+from ravyn_channels.presence import member_id
 
 manager = ConnectionManager("tests.presence", presence=True)
 
@@ -21,6 +22,8 @@ async def presence_socket(websocket: WebSocket, room: str) -> None:
         command, _, rest = data.partition(":")
         if command == "id":
             await websocket.send_text(websocket.connection_id or "")
+        elif command == "pid":
+            await websocket.send_text(member_id(websocket.connection_id or ""))
         elif command == "count":
             await websocket.send_json({"count": await manager.count(rest or room)})
         elif command == "members":
