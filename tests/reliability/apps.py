@@ -88,6 +88,8 @@ async def room(websocket: WebSocket, room: str) -> None:
             command, _, rest = data.partition(":")
             if command == "say":
                 await manager.broadcast(f"{room}: {rest}", group=room)
+            elif command == "ping":  # answered once connect() has returned: the rooms are joined
+                await websocket.send_text("pong")
             elif command == "blast":
                 chunk = "b" * 1024
                 for i in range(int(rest)):
