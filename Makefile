@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED ?= 1
 
 help:
 	@echo "make demo   - migrate and serve the demo chat with daphne on http://$(HOST):$(PORT)/"
-	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis and Chromium first)"
+	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis, PostgreSQL and Chromium first)"
 	@echo "make qa     - ruff check + mypy (tox env qa)"
 	@echo "make bench  - python -m bench in .venv (BENCH_ARGS=--quick: under two minutes)"
 
@@ -56,6 +56,7 @@ $(TOX):
 
 services:
 	bash .ci/ensure-redis.sh
+	bash .ci/ensure-postgres.sh
 	bash .ci/ensure-chromium.sh
 
 # The interpreter uv will use for each Python of the matrix; fails early if one is missing.

@@ -25,3 +25,19 @@ def require_redis(url: str = REDIS_URL) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Redis is required at {url} under CI: {exc}")
         pytest.skip(f"Redis not reachable at {url}: {exc}")
+
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "dbname": "postgres"}
+
+
+def require_postgres() -> None:
+    """PostgreSQL must answer at 127.0.0.1:5432 (and psycopg import): under CI=true its absence
+    fails the test (`.ci/ensure-postgres.sh` provides it), elsewhere it skips."""
+    try:
+        import psycopg
+
+        psycopg.connect(**POSTGRES, connect_timeout=2).close()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required at 127.0.0.1:5432 under CI: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
