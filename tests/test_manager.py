@@ -90,7 +90,6 @@ async def test_active_connections_follow_joins_and_leaves() -> None:
         await c1.send_text("me:sync")  # the handler is connected once this round trip is done
         await c1.receive_text()
         assert len(manager.active_connections) == 1
-    await asyncio.sleep(0.05)
     assert manager.active_connections == []
 
 
@@ -104,7 +103,6 @@ async def test_connection_leaves_rooms_even_when_handler_forgets() -> None:
 
     async with connect(forget, "/forget") as ws:
         await ws.send_text("x")
-    await asyncio.sleep(0.05)
     assert forgetful.active_connections == []
 
 
@@ -120,7 +118,6 @@ async def test_connection_leaves_rooms_when_handler_raises() -> None:
     async with connect(crash, "/crash") as ws:
         await ws.send_text("x")
         assert await ws.wait_closed() == 1011
-    await asyncio.sleep(0.05)
     assert crashing.active_connections == []
 
 
