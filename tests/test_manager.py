@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -197,8 +198,12 @@ def test_group_name_rejects_non_str() -> None:
 
 
 def test_default_manager_name_is_module() -> None:
-    assert ConnectionManager().name == __name__
-    assert ConnectionManager().name == f"{__name__}:1"
+    # In a module of its own, so that no other test's unnamed manager counts.
+    module = f"tests.fresh_{uuid.uuid4().hex}"
+    namespace: dict[str, Any] = {"__name__": module, "ConnectionManager": ConnectionManager}
+    exec("first = ConnectionManager()\nsecond = ConnectionManager()", namespace)
+    assert namespace["first"].name == module
+    assert namespace["second"].name == f"{module}:1"
 
 
 async def test_unserialisable_broadcast_is_explained() -> None:
