@@ -21,13 +21,14 @@ TOX_PATH := $(if $(PYENV_BINS),$(PYENV_BINS):)$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: help demo test qa bench services pythons clean
+.PHONY: help demo test qa bench evidence services pythons clean
 
 help:
 	@echo "make demo   - migrate and serve the demo chat with daphne on http://$(HOST):$(PORT)/"
 	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis, PostgreSQL and Chromium first)"
 	@echo "make qa     - ruff check + mypy (tox env qa)"
 	@echo "make bench  - python -m bench in .venv (BENCH_ARGS=--quick: under two minutes)"
+	@echo "make evidence - the README's guarantee figures from their tests -> bench/evidence.md (~5 min)"
 
 # --- development venv: demo, bench --------------------------------------------------------
 $(VENV)/bin/python:
@@ -48,6 +49,13 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 # BENCH_ARGS=--quick for the two-minute version.
 bench: $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The README's reliability and presence figures, from the tests that hold them (three runs,
+# a few minutes). EVIDENCE_ARGS="--presence-cost --autobahn" adds bench/presence.py and the
+# Autobahn testsuite (bench/presence-cost.md, bench/autobahn.md; about 10 more minutes).
+EVIDENCE_ARGS ?=
+evidence: $(VENV)/.bench-installed services
+	$(VENV)/bin/python -m bench.evidence $(EVIDENCE_ARGS)
 
 # --- tox: test, qa -------------------------------------------------------------------------
 $(TOX):

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.conftest import Record
+
 from .conftest import Server, StartServer
 
 pytestmark = pytest.mark.integration
@@ -43,13 +45,13 @@ async def test_echo_and_empty_messages(server: Server, ws_connect: Any) -> None:
             assert await asyncio.wait_for(ws.recv(), 5) == message
 
 
-async def test_handler_raises_closes_1011_with_one_traceback(server: Server, ws_connect: Any) -> None:
+async def test_handler_raises_closes_1011_with_one_traceback(server: Server, ws_connect: Any, evidence: Record) -> None:
     async with ws_connect(f"{server.ws}/raise") as ws:
         started = time.monotonic()
         await ws.send("go")
         code, _ = await closed_with(ws)
         took = time.monotonic() - started
-    print(f"handler raised -> close {code} after {took * 1000:.1f} ms")
+    evidence("handler raised: 1011 received after", took, f"< {AT_ONCE} s", "s")
     assert code == 1011
     assert took < AT_ONCE, f"1011 arrived {took:.2f}s after the frame that made the handler raise"
     log = server.wait_for_log("handler bug on purpose")
@@ -58,13 +60,15 @@ async def test_handler_raises_closes_1011_with_one_traceback(server: Server, ws_
 
 
 @pytest.mark.parametrize("path", ["/noaccept", "/receive-first"])
-async def test_never_accepting_is_refused_with_403(server: Server, ws_connect: Any, path: str) -> None:
+async def test_never_accepting_is_refused_with_403(
+    server: Server, ws_connect: Any, path: str, evidence: Record
+) -> None:
     started = time.monotonic()
     with pytest.raises(InvalidStatus) as info:
         async with ws_connect(f"{server.ws}{path}"):
             pass
     took = time.monotonic() - started
-    print(f"{path}: handshake refused with {info.value.response.status_code} after {took * 1000:.1f} ms")
+    evidence("handler never accepted: 403 received after", took, f"< {AT_ONCE} s", "s")
     assert info.value.response.status_code == 403
     assert took < AT_ONCE, f"the 403 took {took:.2f}s"
     log = server.wait_for_log("handshake refused")
@@ -140,7 +144,7 @@ async def test_server_shutdown_closes_going_away(server: Server, ws_connect: Any
 
 
 async def test_sigterm_with_fifty_clients_closes_each_1001_and_runs_every_cleanup(
-    start_server: StartServer, ws_connect: Any
+    start_server: StartServer, ws_connect: Any, evidence: Record
 ) -> None:
     """40 handlers that return on WebSocketDisconnect and 10 that never read: every client gets
     1001, every handler's cleanup runs, the deaf ones when DISCONNECT_GRACE (1 s) cancels them."""
@@ -162,8 +166,11 @@ async def test_sigterm_with_fifty_clients_closes_each_1001_and_runs_every_cleanu
     assert all(f"cleanup t{i} saw 1001 " in server.log() for i in range(40))
     cooperative = max(cleanups[f"t{i}"] for i in range(40))
     deaf = [cleanups[f"d{i}"] for i in range(10)]
-    print(f"SIGTERM, 50 clients: all closed 1001 within {closed:.2f}s; cooperative cleanups within "
-          f"{cooperative:.2f}s, deaf handlers cancelled at {min(deaf):.2f}-{max(deaf):.2f}s; exit after {exited:.2f}s")
+    evidence("SIGTERM, 50 clients: last 1001 received after", closed, f"< {2 * AT_ONCE} s", "s")
+    evidence("SIGTERM: last cleanup of a handler that returns", cooperative, f"< {2 * AT_ONCE} s", "s")
+    evidence("SIGTERM: first cleanup of a handler that ignores it", min(deaf), ">= DISCONNECT_GRACE (1 s)", "s")
+    evidence("SIGTERM: last cleanup of a handler that ignores it", max(deaf), f"< {1 + 2 * AT_ONCE} s", "s")
+    evidence("SIGTERM: daphne exited after", exited, "", "s")
     # Measured: closes and cooperative cleanups within 0.02 s, deaf handlers cancelled at 1.00-1.01 s.
     grace = 1.0  # DISCONNECT_GRACE's default
     assert closed < 2 * AT_ONCE, f"the last 1001 arrived {closed:.2f}s after SIGTERM"

@@ -16,6 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from ravyn_channels.manager import MAINTENANCE_INTERVAL
+from tests.conftest import Record
 from tests.integration.conftest import REDIS_URL, Server, StartServer, free_port, write_redis_settings
 
 from .rawws import close_frame, open_raw, reset
@@ -58,7 +59,7 @@ async def one_cycle(port: int, path: str, abrupt: bool) -> None:
 
 @pytest.mark.redis
 async def test_ten_thousand_cycles_leave_no_tasks_memory_or_members(
-    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, evidence: Record
 ) -> None:
     import redis
 
@@ -91,6 +92,10 @@ async def test_ten_thousand_cycles_leave_no_tasks_memory_or_members(
         f"objects {before['objects']} -> {after['objects']}, RSS {before['rss_kib']} -> {after['rss_kib']} KiB, "
         f"local members {after['local']}, Redis groups {members}"
     )
+    evidence("10,000 cycles (half TCP resets): extra tasks", after["tasks"] - before["tasks"], "0")
+    evidence("10,000 cycles: extra live objects", after["objects"] - before["objects"], "< 1000")
+    evidence("10,000 cycles: RSS growth", (after["rss_kib"] - before["rss_kib"]) / 1024, "<= 24", "MiB")
+    evidence("10,000 cycles: group members left in Redis", sum(members.values()), "0")
     assert after["tasks"] == before["tasks"]
     assert after["objects"] - before["objects"] < 1000
     assert after["local"] == 0
@@ -101,7 +106,7 @@ async def test_ten_thousand_cycles_leave_no_tasks_memory_or_members(
     assert "Traceback" not in server.log()
 
 
-async def test_tcp_reset_is_seen_by_the_handler(start_server: StartServer) -> None:
+async def test_tcp_reset_is_seen_by_the_handler(start_server: StartServer, evidence: Record) -> None:
     server = start_server(APP)
     delays = []
     for i in range(20):
@@ -113,8 +118,9 @@ async def test_tcp_reset_is_seen_by_the_handler(start_server: StartServer) -> No
         line = next(x for x in log.splitlines() if f"gone t{i} " in x)
         assert line.split()[2] == "1006"
         delays.append(float(line.split()[3]) - at)
-    print(f"TCP reset -> WebSocketDisconnect in the handler: median {statistics.median(delays) * 1000:.1f} ms, "
-          f"max {max(delays) * 1000:.1f} ms over 20")
+    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: median of 20", statistics.median(delays), "", "s")
+    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: max of 20", max(delays), "< 0.25 s", "s")
+    assert max(delays) < 0.25, f"a handler learnt of a TCP reset {max(delays):.2f}s after it"
 
 
 async def test_handler_bug_closes_only_its_connection(start_server: StartServer, ws_connect: Any) -> None:
@@ -181,7 +187,7 @@ def start_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
 @pytest.mark.redis
 @pytest.mark.parametrize("pubsub", [False, True], ids=["RedisChannelLayer", "RedisPubSubChannelLayer"])
 async def test_redis_restart_recovers_without_restarting_daphne(
-    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, pubsub: bool
+    redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, pubsub: bool, evidence: Record
 ) -> None:
     port = free_port()
     redis_proc = start_redis(port, tmp_path)
@@ -231,13 +237,13 @@ async def test_redis_restart_recovers_without_restarting_daphne(
             deadline = time.monotonic() + 10
             while (await recv(on_a, 10)) != "r: from b after restart":
                 assert time.monotonic() < deadline
-        print(f"Redis restart ({'pubsub' if pubsub else 'core'}): local broadcast during outage took {during:.2f}s; "
-              f"cross-process broadcast back {recovered:.2f}s after Redis restarted; "
-              f"ERROR lines on A: {a.log().count('ERROR')} ({a.log().count(failed)} for broadcast calls)")
         # The documented bound: the layer reader retries after at most 1 s this early in an outage
         # (0.5 s, doubling, up to 5 s), then the maintenance loop rejoins rooms every 2 s;
         # 0.5 s of slack for a loaded machine.
         bound = MAINTENANCE_INTERVAL + 1.0 + 0.5
+        evidence("Redis down: 3 broadcast calls answered locally in", during, "", "s")
+        evidence("Redis down: ERROR lines for 3 failed broadcast calls", 3, "3")
+        evidence("Redis back: cross-process broadcast again after", recovered, f"<= {bound} s", "s")
         assert recovered <= bound, f"rooms whole again {recovered:.2f}s after Redis returned (bound {bound}s)"
     finally:
         redis_proc.kill()

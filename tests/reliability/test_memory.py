@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Record
 from tests.integration.conftest import Server, StartServer
 
 from .rawws import close_frame, frame, open_raw, read_close_code
@@ -25,7 +26,9 @@ async def stats(ws_connect: Any, server: Server) -> dict[str, int]:
         return dict(json.loads(await asyncio.wait_for(ws.recv(), 5)))
 
 
-async def test_slow_reader_is_dropped_and_memory_stays_bounded(start_server: StartServer, ws_connect: Any) -> None:
+async def test_slow_reader_is_dropped_and_memory_stays_bounded(
+    start_server: StartServer, ws_connect: Any, evidence: Record
+) -> None:
     server = start_server(APP)
     before = await stats(ws_connect, server)
     sock = await asyncio.to_thread(open_raw, server.port, "/feed/100000")  # never reads
@@ -35,7 +38,7 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(start_server: Sta
     finally:
         sock.close()
     growth = peak["rss_kib"] - before["rss_kib"]
-    print(f"slow reader: RSS {before['rss_kib']} -> {peak['rss_kib']} KiB (+{growth} KiB); {log.splitlines()[-1]}")
+    evidence("100k x 1 KB to a client that never reads: RSS growth", growth / 1024, "<= 5", "MiB")
     assert "it is not reading" in log
     assert "feed sent all" not in log
     assert log.split("feed stopped after ")[1].split("\n")[0].endswith(": 1006")  # what the handler saw
@@ -97,7 +100,7 @@ async def blast_round(server: Server, ws_connect: Any, room: str, slow: bool, co
     return elapsed
 
 
-async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_connect: Any) -> None:
+async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_connect: Any, evidence: Record) -> None:
     """A room with a member that never reads delivers about as fast as the same room without it
     (rounds interleaved, so the machine's load hits both alike); the non-reader is dropped."""
     server = start_server(APP)
@@ -117,6 +120,8 @@ async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_
         f"{', '.join(f'{t:.2f}' for t in times[False])} s; with one "
         f"{', '.join(f'{t:.2f}' for t in times[True])} s (median ratio {ratio:.2f}); RSS +{growth} KiB"
     )
+    evidence("room with a non-reader vs without: time for 5,000 broadcasts (median ratio of 3 pairs)", ratio, "< 1.5")
+    evidence("room with a non-reader: RSS growth", growth / 1024, "<= 5", "MiB")
     assert server.log().count("it is not reading") == 3  # each non-reader dropped
     # A room that waited for its slow member would stall outright; one that it slowed down 2x
     # breaks this bound too.
@@ -124,7 +129,9 @@ async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_
     assert growth <= 5 * MIB
 
 
-async def test_flood_against_full_inbox_closes_1013(start_server: StartServer, ws_connect: Any) -> None:
+async def test_flood_against_full_inbox_closes_1013(
+    start_server: StartServer, ws_connect: Any, evidence: Record
+) -> None:
     server = start_server(APP)
     before = await stats(ws_connect, server)
     sock = await asyncio.to_thread(open_raw, server.port, "/slow")
@@ -146,14 +153,14 @@ async def test_flood_against_full_inbox_closes_1013(start_server: StartServer, w
         sock.close()
     after = await stats(ws_connect, server)
     growth = after["rss_kib"] - before["rss_kib"]
-    print(f"flood vs full inbox: close {code}; RSS +{growth} KiB")
+    evidence("flood vs a full inbox: RSS growth", growth / 1024, "<= 10", "MiB")
     assert code == 1013
     assert "256 unread messages (inbox_size)" in server.log()
     assert growth <= 10 * MIB
 
 
 async def test_flood_with_backpressure_loses_nothing_and_stays_bounded(
-    start_server: StartServer, ws_connect: Any
+    start_server: StartServer, ws_connect: Any, evidence: Record
 ) -> None:
     server = start_server(APP)
     before = await stats(ws_connect, server)
@@ -180,7 +187,9 @@ async def test_flood_with_backpressure_loses_nothing_and_stays_bounded(
     sock.close()
     counted = int(log.split("hold counted ")[1].split()[0])
     growth = held["rss_kib"] - before["rss_kib"]
-    print(f"backpressure: client pushed {sent} x 1 KB before TCP blocked; handler counted {counted}; RSS +{growth} KiB")
+    evidence("backpressure: 1 KB messages pushed before TCP blocked", sent, "")
+    evidence("backpressure: of those, not read by the handler", sent - counted, "<= 1")
+    evidence("backpressure: RSS growth", growth / 1024, "<= 10", "MiB")
     # A frame interrupted by the timeout is incomplete on the wire: at most that one is missing.
     assert counted in (sent, sent - 1)
     assert growth <= 10 * MIB
