@@ -10,7 +10,7 @@ times (the three long ones in the first run only), in one pytest process per run
 Both are stamped with the commit, date, machine and load they were measured on. The tests
 report figures through the ``evidence`` fixture (``tests/conftest.py``), which appends them
 to the file named by ``RAVYN_EVIDENCE``. ``--presence-cost`` also runs ``bench/presence.py``
-(both layers) into ``bench/presence-cost.md``/``.json``; ``--autobahn`` runs
+(both layers) and ``bench/presence_store.py`` into ``bench/presence-cost.md``/``.json``; ``--autobahn`` runs
 ``python -m tests.reliability.autobahn`` (about 6 minutes) into ``bench/autobahn.md``.
 """
 
@@ -201,11 +201,16 @@ def summary(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 def presence_cost(meta: dict[str, Any], log: Any) -> None:
-    """bench/presence.py on Redis (two processes) and in memory (one); its tables, stamped."""
+    """bench/presence.py on Redis (two processes) and in memory (one), and bench/presence_store.py;
+    their tables, stamped."""
     sections = []
     raw: dict[str, Any] = {}
-    for flag, name in (("", "presence-redis.json"), ("--memory", "presence-memory.json")):
-        argv = [sys.executable, str(HERE / "presence.py"), "--rounds", "3", *([flag] if flag else [])]
+    for script, flags, name in (
+        ("presence.py", ["--rounds", "3"], "presence-redis.json"),
+        ("presence.py", ["--rounds", "3", "--memory"], "presence-memory.json"),
+        ("presence_store.py", ["--reps", "5"], "presence-store.json"),
+    ):
+        argv = [sys.executable, str(HERE / script), *flags]
         log(f"evidence: {' '.join(argv[1:])}")
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
         sections.append(done.stdout.strip())
@@ -214,8 +219,8 @@ def presence_cost(meta: dict[str, Any], log: Any) -> None:
         [
             "# Presence cost, measured",
             "",
-            "Written by `python -m bench.evidence --presence-cost` (runs `bench/presence.py --rounds 3` "
-            "and `--memory --rounds 3`); do not edit.",
+            "Written by `python -m bench.evidence --presence-cost` (runs `bench/presence.py --rounds 3`, "
+            "`bench/presence.py --memory --rounds 3` and `bench/presence_store.py --reps 5`); do not edit.",
             stamp(meta),
             "",
             "Raw figures of every round: [presence-cost.json](presence-cost.json).",
