@@ -178,8 +178,11 @@ def summary(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             unit = records[0]["unit"]
             spread = f"{number(min(values), unit)} to {number(max(values), unit)}" if len(values) > 1 else ""
             short = test.split("::")[-1]
+            bound = records[0]["bound"]
+            if bound and unit and unit != "s" and bound[-1].isdigit():
+                bound += f" {unit}"
             lines.append(
-                f"| {title} | `{short}` | {name} | {records[0]['bound'] or '—'} | "
+                f"| {title} | `{short}` | {name} | {bound or '—'} | "
                 f"{number(statistics.median(values), unit)} | {spread} | {len(values)} |"
             )
     lines += ["", "## Outcomes", "", "| test | " + " | ".join(f"run {r['run']}" for r in runs) + " |"]
