@@ -228,7 +228,7 @@ def presence_cost(meta: dict[str, Any], log: Any) -> None:
             "",
             "Raw figures of every round: [presence-cost.json](presence-cost.json).",
             "",
-            *sections,
+            "\n\n".join(sections),
             "",
         ]
     )
