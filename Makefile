@@ -28,7 +28,7 @@ help:
 	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis, PostgreSQL and Chromium first)"
 	@echo "make qa     - ruff check + mypy (tox env qa)"
 	@echo "make bench  - python -m bench in .venv (BENCH_ARGS=--quick: under two minutes)"
-	@echo "make evidence - the README's guarantee figures from their tests -> bench/evidence.md (~5 min)"
+	@echo "make evidence - the README's guarantee figures from their tests -> bench/evidence.md (~10 min)"
 
 # --- development venv: demo, bench --------------------------------------------------------
 $(VENV)/bin/python:
@@ -50,9 +50,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
-# The README's reliability and presence figures, from the tests that hold them (three runs,
-# a few minutes). EVIDENCE_ARGS="--presence-cost --autobahn" adds bench/presence.py and the
-# Autobahn testsuite (bench/presence-cost.md, bench/autobahn.md; about 10 more minutes).
+# The README's reliability and presence figures, from the tests that hold them: three runs,
+# about 10 minutes on a loaded 2-core machine (EVIDENCE_ARGS=--runs=1: about 6).
+# EVIDENCE_ARGS="--presence-cost --autobahn" adds bench/presence.py, bench/presence_store.py and
+# the Autobahn testsuite (bench/presence-cost.md, bench/autobahn.md; about 10 more minutes).
 EVIDENCE_ARGS ?=
 evidence: $(VENV)/.bench-installed services
 	$(VENV)/bin/python -m bench.evidence $(EVIDENCE_ARGS)
