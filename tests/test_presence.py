@@ -60,6 +60,10 @@ def as_user(pk: int, username: str) -> dict[str, Any]:
     return {"user": User(pk=pk, username=username)}
 
 
+async def _async(value: T) -> T:
+    return value
+
+
 async def eventually(read: Callable[[], Awaitable[T]], expected: T, timeout: float = 5.0) -> T:
     """Poll ``read`` until it returns ``expected`` (bounded); returns the last value."""
     deadline = time.monotonic() + timeout
@@ -322,12 +326,11 @@ async def test_send_to_user_works_without_presence_and_forgets_closed_connection
             pass
 
     async with connect(u, "/u", scope=as_user(31, "dee")) as ws:
-        await ws.send_text("x")
-        await asyncio.sleep(0.05)
+        hub = await _hub(get_settings().CHANNEL_LAYER)
+        assert await eventually(lambda: _async("31" in hub.by_user.get(plain.group_name(), {})), True)
         await plain.send_to_user(31, "hi dee")
         assert await ws.receive_text() == "hi dee"
-    await asyncio.sleep(0.05)
-    hub = await _hub(get_settings().CHANNEL_LAYER)
+    # connect() returns once the application has finished, cleanups included
     assert "31" not in hub.by_user.get(plain.group_name(), {})
 
 
