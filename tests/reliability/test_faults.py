@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from ravyn_channels.manager import MAINTENANCE_INTERVAL
+from ravyn_channels.hub import MAINTENANCE_INTERVAL
 from tests.conftest import Record
 from tests.integration.conftest import REDIS_URL, Server, StartServer, free_port, write_redis_settings
 
