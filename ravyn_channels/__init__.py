@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .denial import DenialResponse, WebSocketDenial
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
+from .rooms import ChannelsGroup
 from .routing import WebSocketRoute, websocket
 from .websocket import WebSocket, WebSocketDisconnect, WebSocketException, WebSocketPayloadError, WebSocketState
 
@@ -19,8 +21,10 @@ if TYPE_CHECKING:
     from .asgi import Ravyn
 
 __all__ = [
+    "ChannelsGroup",
     "ConnectionManager",
     "Cookie",
+    "DenialResponse",
     "Header",
     "Inject",
     "Member",
@@ -28,6 +32,7 @@ __all__ = [
     "Query",
     "Ravyn",
     "WebSocket",
+    "WebSocketDenial",
     "WebSocketDisconnect",
     "WebSocketException",
     "WebSocketPayloadError",

@@ -15,11 +15,15 @@ class RavynChannelsConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
         from .conf import get_settings
+        from .layers import prepare_layers
         from .servers import install_daphne_adapter
 
         # A LOGGING dict with disable_existing_loggers=True (Django's logging runs before
         # ready()) would silence handler tracebacks; they must always be reported.
         logging.getLogger("ravyn_channels").disabled = False
         install_daphne_adapter()
+        # Before any connection: redis-py 8's 5 s socket timeout must not cut RedisChannelLayer's
+        # blocking read (plain consumers share the layer object, so they are fixed too).
+        prepare_layers()
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

@@ -45,10 +45,24 @@ def _http_application() -> ASGIApp:
     app = django_asgi_application()
     if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
         # Like runserver: serve static files in DEBUG so `daphne project.asgi:application` is enough.
-        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-        app = ASGIStaticFilesHandler(app)
+        app = _static_files_handler()(app)
     return app
+
+
+def _static_files_handler() -> type:
+    """Django's ``ASGIStaticFilesHandler``, answering 404 (not 500) to paths outside the static roots."""
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.exceptions import SuspiciousFileOperation
+    from django.http import Http404
+
+    class StaticFilesHandler(ASGIStaticFilesHandler):
+        def serve(self, request: Any) -> Any:
+            try:
+                return super().serve(request)
+            except SuspiciousFileOperation:  # "/static/../settings.py": a traversal attempt
+                raise Http404("No such static file") from None
+
+    return StaticFilesHandler
 
 
 def get_asgi_application(routes: Iterable[WebSocketRoute[Any]] | None = None) -> ASGIApp:

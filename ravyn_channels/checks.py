@@ -8,6 +8,15 @@
 ``W001``              an unknown ``RAVYN_CHANNELS`` key (ignored)
 ``W002``              no channel layer (``ConnectionManager`` and ``ws_send`` need one)
 ``W003``              the in-memory channel layer while ``DEBUG`` is off (one process only)
+``W020``              ``ALLOWED_HOSTS`` has ``"*"`` and ``ORIGINS`` is not set: any site's page may connect
+``E020``              the same under ``check --deploy``
+``E021``              an ``ORIGINS`` entry that is not an origin pattern
+``E022``              a ``TRUSTED_PROXIES`` entry that is not an IP address or network
+``E040``              ``HANDSHAKE_TIMEOUT`` is not ``None`` or a positive number of seconds
+``E041``              ``MAX_MESSAGE_FRAGMENTS`` is not ``None`` or a positive int
+``W040``              ``check --deploy``: the open-file limit (``ulimit -n``) is below 4096
+``W010``              ``RedisChannelLayer`` hosts without ``socket_timeout`` (adjusted at startup)
+``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -25,12 +34,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .conf import _raw, get_settings, unknown_keys
 from .params import REQUIRED
 
-__all__ = ["check_channel_layer", "check_routes", "check_settings"]
+__all__ = [
+    "check_channel_layer",
+    "check_layer_timeouts",
+    "check_open_files",
+    "check_origins",
+    "check_origins_deploy",
+    "check_routes",
+    "check_settings",
+    "check_transport_settings",
+]
 
 _CONVERTER_NAME = re.compile(r"<([^:<>]+):[^<>]+>")
 
@@ -146,6 +164,7 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_MESSAGE_SIZE": (_positive_int, "a positive int (bytes)"),
     "ORIGINS": (lambda v: v is None or _str_list(v), "None or a list of origin patterns"),
     "REQUIRE_ORIGIN": (lambda v: isinstance(v, bool), "True or False"),
+    "TRUSTED_PROXIES": (_str_list, "a list of IP addresses or networks, e.g. ['10.0.0.1', '10.0.0.0/8']"),
     "DISCONNECT_GRACE": (_non_negative_number, "a number of seconds >= 0"),
     "CLOSE_TIMEOUT": (_non_negative_number, "a number of seconds >= 0"),
     "CHANNEL_LAYER": (lambda v: isinstance(v, str), "a CHANNEL_LAYERS alias (str)"),
@@ -223,3 +242,178 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+def _wildcard_hosts_message(app_configs: Any, routes: Iterable[Any] | None, deploy: bool) -> list[CheckMessage]:
+    try:
+        if get_settings().ORIGINS is not None:
+            return []  # an explicit choice, even ["*"]
+    except TypeError:  # RAVYN_CHANNELS is not a dict: E004 says so
+        return []
+    if "*" not in settings.ALLOWED_HOSTS:
+        return []
+    exposed = [r for r in _routes(app_configs, routes) if r.origins is None]
+    if not exposed:
+        return []  # every route names its own origins
+    text = (
+        "ALLOWED_HOSTS contains '*' and RAVYN_CHANNELS['ORIGINS'] is not set, so websocket handshakes from "
+        f"any Origin are accepted ({len(exposed)} route(s), e.g. {exposed[0].path!r}): a page on any site "
+        "can open a websocket with a visitor's session cookie and act as that user."
+    )
+    hint = (
+        "Set RAVYN_CHANNELS['ORIGINS'] to the origins of your pages, e.g. ['https://example.com'] "
+        "(or ['*'] to accept every origin knowingly), or list your hosts in ALLOWED_HOSTS."
+    )
+    if deploy:
+        return [Error(text, hint=hint, id="ravyn_channels.E020")]
+    return [Warning(text, hint=hint, id="ravyn_channels.W020")]
+
+
+@register("ravyn_channels", Tags.security)
+def check_origins(app_configs: Any = None, routes: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W020 ``ALLOWED_HOSTS = ["*"]`` without ``ORIGINS``; E021 bad ``ORIGINS``; E022 bad ``TRUSTED_PROXIES``."""
+    from .origins import parse_pattern
+    from .proxies import parse_networks
+
+    messages = _wildcard_hosts_message(app_configs, routes, deploy=False)
+    try:
+        raw = _raw()
+    except TypeError:
+        return messages
+    origins = raw.get("ORIGINS")
+    for pattern in origins if isinstance(origins, (list, tuple)) and _str_list(origins) else ():
+        try:
+            parse_pattern(pattern)
+        except ValueError as exc:
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['ORIGINS']: {exc}; this entry never matches.",
+                    hint="Write 'https://example.com', 'http://localhost:8000', 'example.com' (any scheme and "
+                    "port), '.example.com' (and its subdomains) or '*'.",
+                    id="ravyn_channels.E021",
+                )
+            )
+    proxies = raw.get("TRUSTED_PROXIES")
+    if isinstance(proxies, (list, tuple)) and _str_list(proxies):
+        try:
+            parse_networks(proxies)
+        except ValueError as exc:
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['TRUSTED_PROXIES']: {exc}; no proxy is trusted until it is fixed.",
+                    hint="List the addresses your reverse proxies connect from, e.g. ['127.0.0.1', '10.0.0.0/8'].",
+                    id="ravyn_channels.E022",
+                )
+            )
+    return messages
+
+
+@register("ravyn_channels")
+def check_transport_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E040 an invalid ``HANDSHAKE_TIMEOUT``, E041 an invalid ``MAX_MESSAGE_FRAGMENTS``."""
+    try:
+        raw = _raw()
+    except TypeError:  # E004 says so
+        return []
+    messages: list[CheckMessage] = []
+    if "HANDSHAKE_TIMEOUT" in raw:
+        value = raw["HANDSHAKE_TIMEOUT"]
+        if not (value is None or (_non_negative_number(value) and value > 0)):
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['HANDSHAKE_TIMEOUT'] is {value!r}; it must be None or a positive "
+                    "number of seconds.",
+                    hint="A few seconds (the default is 5.0): a client that has not sent its whole "
+                    "handshake by then is disconnected. None turns the deadline off.",
+                    id="ravyn_channels.E040",
+                )
+            )
+    if "MAX_MESSAGE_FRAGMENTS" in raw:
+        value = raw["MAX_MESSAGE_FRAGMENTS"]
+        if not (value is None or _positive_int(value)):
+            messages.append(
+                Error(
+                    f"RAVYN_CHANNELS['MAX_MESSAGE_FRAGMENTS'] is {value!r}; it must be None or a positive int.",
+                    hint="None (the default) allows one fragment per 64 bytes of MAX_MESSAGE_SIZE, at "
+                    "least 1024; a message in more frames closes with 1009.",
+                    id="ravyn_channels.E041",
+                )
+            )
+    return messages
+
+
+@register("ravyn_channels", Tags.security, deploy=True)
+def check_origins_deploy(
+    app_configs: Any = None, routes: Iterable[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E020 (``check --deploy``): ``ALLOWED_HOSTS = ["*"]`` without ``ORIGINS``."""
+    return _wildcard_hosts_message(app_configs, routes, deploy=True)
+
+
+#: Open files below which ``check --deploy`` warns (W040).
+MIN_OPEN_FILES = 4096
+
+
+@register("ravyn_channels", deploy=True)
+def check_open_files(app_configs: Any = None, limit: int | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W040 (``--deploy``): this process may open fewer than 4096 files; ``limit=`` for tests."""
+    if limit is None:
+        try:
+            import resource
+        except ImportError:  # not on Unix
+            return []
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if limit == resource.RLIM_INFINITY:
+            return []
+    if limit >= MIN_OPEN_FILES:
+        return []
+    return [
+        Warning(
+            f"This process may open only {limit} files (ulimit -n): every websocket, and every "
+            "connection still sending its handshake, holds one, so the server stops accepting "
+            f"connections at about {limit}.",
+            hint="Raise it where the server starts: 'ulimit -n 65536' in its shell, LimitNOFILE=65536 "
+            "in a systemd unit, '--ulimit nofile=65536' for Docker. See the README's Reliability section.",
+            id="ravyn_channels.W040",
+        )
+    ]
+_SAFE_HOSTS = (
+    "{'BACKEND': 'channels_redis.core.RedisChannelLayer', 'CONFIG': {'hosts': "
+    "[{'address': 'redis://127.0.0.1:6379/0', 'socket_timeout': None}]}} "
+    "(what ravyn_channels.layers.redis_channel_layer(url, pubsub=False) writes)"
+)
+
+
+@register("ravyn_channels")
+def check_layer_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W010 ``RedisChannelLayer`` hosts we adjust, W011 hosts whose timeout cuts the layer's blocking read."""
+    from .layers import timeout_problems
+
+    messages: list[CheckMessage] = []
+    for alias, config in (getattr(settings, "CHANNEL_LAYERS", None) or {}).items():
+        adjust, unsafe = timeout_problems(config)
+        if adjust:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] is a RedisChannelLayer whose hosts {adjust} leave socket_timeout to "
+                    "redis-py, whose default since redis-py 8 (5 s) cuts the layer's 5 s blocking read: every idle "
+                    "receive would fail and plain consumers would be closed with 1011. ravyn_channels sets "
+                    "socket_timeout=None on these hosts when the process starts.",
+                    hint=f"Say it in your settings to silence this: give each host as a dict with "
+                    f"'socket_timeout': None, e.g. {_SAFE_HOSTS}.",
+                    id="ravyn_channels.W010",
+                )
+            )
+        for index, value in unsafe:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] host {index} sets socket_timeout={value!r}, not more than the "
+                    "RedisChannelLayer's 5 s blocking read: idle reads time out every few seconds (a message popped "
+                    "at that moment can be lost, and plain consumers are closed with 1011). ravyn_channels keeps "
+                    "your value; its own reader treats these timeouts as benign.",
+                    hint=f"Use 'socket_timeout': None (TCP keepalive still detects dead connections), in the host "
+                    f"dict and not in the URL's query string, e.g. {_SAFE_HOSTS}.",
+                    id="ravyn_channels.W011",
+                )
+            )
+    return messages

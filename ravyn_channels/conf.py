@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-__all__ = ["DEFAULTS", "Settings", "get_settings"]
+__all__ = ["DEFAULTS", "Settings", "fragment_limit", "get_settings"]
 
 OverflowPolicy = Literal["close", "backpressure"]
 
@@ -33,6 +33,9 @@ class Settings:
     MAX_MESSAGE_SIZE: int = 1024 * 1024
     #: Allowed ``Origin`` patterns; ``None`` means ``ALLOWED_HOSTS``.
     ORIGINS: Sequence[str] | None = None
+    #: Addresses or networks (``"10.0.0.1"``, ``"10.0.0.0/8"``) of reverse proxies whose
+    #: ``X-Forwarded-For`` is believed by ``websocket.client``; empty: the server's ``client``.
+    TRUSTED_PROXIES: Sequence[str] = ()
     #: Refuse handshakes that carry no ``Origin`` header (browsers always send one).
     REQUIRE_ORIGIN: bool = False
     #: Seconds a handler may keep running after its client has gone before it is cancelled.
@@ -45,6 +48,13 @@ class Settings:
     #: reading (checked before each send, so one large message always goes out);
     #: ``None`` disables the check.
     SEND_BUFFER_LIMIT: int | None = 1024 * 1024
+    #: Frames one client message may arrive in (under daphne); more closes with 1009.
+    #: ``None``: one per 64 bytes of ``MAX_MESSAGE_SIZE``, at least 1024 (16,384 at 1 MiB).
+    MAX_MESSAGE_FRAGMENTS: int | None = None
+    #: Seconds a client has, under daphne, to send a complete request head (the websocket
+    #: upgrade, or an HTTP request) from connecting or from the end of the previous
+    #: response on a kept-alive connection; then the TCP connection is closed. ``None``: no limit.
+    HANDSHAKE_TIMEOUT: float | None = 5.0
     #: Client messages daphne queues for the application before it stops reading
     #: the socket (TCP backpressure).
     RECEIVE_QUEUE_LIMIT: int = 64
@@ -61,6 +71,13 @@ class Settings:
     #: loss, lost network) leave ``count``/``members`` and are announced as left.
     #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
     PRESENCE_TTL: float = 30.0
+
+
+def fragment_limit(settings: Settings) -> int:
+    """The frames one message may arrive in: ``MAX_MESSAGE_FRAGMENTS`` or its default."""
+    if settings.MAX_MESSAGE_FRAGMENTS is not None:
+        return settings.MAX_MESSAGE_FRAGMENTS
+    return max(settings.MAX_MESSAGE_SIZE // 64, 1024)
 
 
 DEFAULTS = Settings()

@@ -16,15 +16,16 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.security.websocket import OriginValidator
 from django.conf import settings as django_settings
 
 from . import servers, status
 from .conf import get_settings
+from .origins import allowed_origins, origin_refusal
+from .proxies import client_address
+from .safetext import escape
 from .watchdog import ensure_watchdog
 from .websocket import (
     Message,
@@ -93,39 +94,36 @@ class Inbox:
                 self._room = None
 
 
-def allowed_origins(route_origins: tuple[str, ...] | None) -> list[str]:
-    """Origin patterns for a route: its own, ``RAVYN_CHANNELS["ORIGINS"]``, or ``ALLOWED_HOSTS``."""
-    if route_origins is not None:
-        return list(route_origins)
-    configured = get_settings().ORIGINS
-    if configured is not None:
-        return list(configured)
-    hosts = list(django_settings.ALLOWED_HOSTS)
-    if django_settings.DEBUG and not hosts:
-        hosts = ["localhost", "127.0.0.1", "[::1]"]
-    return hosts
+def denial_of(exc: BaseException) -> Any:
+    """The HTTP response a refusal asks for: its own ``response``, or that of the refusal it wraps.
 
-
-def origin_refusal(scope: dict[str, Any], patterns: list[str]) -> str | None:
-    """Why the handshake's ``Origin`` is refused, or ``None`` when it is allowed."""
-    raw = None
-    for name, value in scope.get("headers", ()):
-        if name == b"origin":
-            raw = value.decode("latin-1")
-            break
-    if raw is None:
-        if get_settings().REQUIRE_ORIGIN:
-            return "no Origin header (RAVYN_CHANNELS['REQUIRE_ORIGIN'] is True)"
-        return None
-    validator = OriginValidator(None, patterns)
-    if validator.validate_origin(urlparse(raw)):
-        return None
-    return f"Origin {raw!r} is not allowed (allowed: {patterns or 'nothing; ALLOWED_HOSTS is empty'})"
+    A dependency's ``WebSocketDenial`` reaches the consumer wrapped in a
+    ``ParameterError`` (``raise ... from exc``), so the chain of causes is searched.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if response is not None:
+            return response
+        seen = seen.__cause__
+    return None
 
 
 def _client_repr(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "?"
+    client = client_address(scope)
+    return escape(f"{client[0]}:{client[1]}") if client else "?"
+
+
+def query_refusal(scope: dict[str, Any]) -> str | None:
+    """Why the query string is refused: more fields than Django's ``DATA_UPLOAD_MAX_NUMBER_FIELDS``."""
+    limit = django_settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    query = scope.get("query_string", b"")
+    if limit is None or not query:
+        return None
+    fields = 1 + query.count(b"&")  # what urllib.parse.parse_qsl counts
+    if fields <= limit:
+        return None
+    return f"{fields} query parameters (DATA_UPLOAD_MAX_NUMBER_FIELDS is {limit})"
 
 
 class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -164,17 +162,20 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         ws._on_not_accepted = self._not_accepted
         ws.consumer = self
 
-        refusal = origin_refusal(scope, allowed_origins(route.origins))
+        refusal = origin_refusal(scope, allowed_origins(route.origins)) or query_refusal(scope)
         if refusal is not None:
-            logger.warning("Refused websocket %s from %s: %s", scope["path"], _client_repr(scope), refusal)
+            logger.warning(
+                "Refused websocket %s from %s: %s", escape(scope["path"]), _client_repr(scope), escape(refusal)
+            )
             await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
             return
         try:  # parameters, dependencies, permissions
             kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
         except WebSocketException as exc:
-            logger.info("Refused websocket %s for %s: %s", scope["path"], route.qualname, describe_refusal(exc))
-            # Before accept a server answers HTTP 403 whatever the code; an in-process client sees it.
-            await send({"type": "websocket.close", "code": exc.code, "reason": exc.reason})
+            logger.info(
+                "Refused websocket %s for %s: %s", escape(scope["path"]), route.qualname, escape(describe_refusal(exc))
+            )
+            await self._refuse(exc)
             return
         except Exception:
             logger.exception("Handler %s: a dependency or permission raised; handshake refused", route.qualname)
@@ -247,15 +248,18 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except WebSocketDisconnect:
             pass
         except WebSocketPayloadError as exc:
-            logger.warning("%s: %s Closing with %d.", route.qualname, exc, exc.code)
+            logger.warning("%s: %s Closing with %d.", route.qualname, escape(exc), exc.code)
             await self._close(exc.code)
             return
         except WebSocketException as exc:  # a refusal (e.g. check_permissions): 403 or its code
             path, why = self.scope["path"], describe_refusal(exc)
             if ws.application_state is WebSocketState.CONNECTING:
-                logger.info("Refused websocket %s for %s: %s", path, route.qualname, why)
+                logger.info("Refused websocket %s for %s: %s", escape(path), route.qualname, escape(why))
+                await self._refuse(exc)
             else:
-                logger.info("Closing websocket %s (%s) with %d: %s", path, route.qualname, exc.code, why)
+                logger.info(
+                    "Closing websocket %s (%s) with %d: %s", escape(path), route.qualname, exc.code, escape(why)
+                )
             await self._close(exc.code, exc.reason)
             return
         except Exception as exc:
@@ -294,17 +298,49 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 message = dict(message, code=servers.close_code(code))
         await self.base_send(message)
 
+    async def _refuse(self, exc: WebSocketException) -> None:
+        """Refuse the handshake: with the refusal's HTTP response where the server can send one, else 403."""
+        ws = self.websocket
+        response = denial_of(exc)
+        if response is not None and ws.application_state is WebSocketState.CONNECTING:
+            if "websocket.http.response" in (self.scope.get("extensions") or {}):
+                try:
+                    await ws.send_denial_response(response)
+                    return
+                except WebSocketDisconnect:
+                    return  # the client left while we answered
+                except Exception:
+                    logger.exception(
+                        "Handler %s: could not send the denial response; refused with 403", self.route.qualname
+                    )
+                    if ws.application_state is not WebSocketState.CONNECTING:
+                        return  # part of the response went out: nothing more can be sent
+            else:
+                logger.info(
+                    "The server cannot answer the handshake with HTTP %s (no websocket denial-response "
+                    "extension); refused with 403",
+                    getattr(response, "status_code", "?"),
+                )
+        await self._close(exc.code, exc.reason)
+
     async def _close(self, code: int, reason: str = "") -> None:
-        """Close from the server side once (before accept: refuse the handshake)."""
+        """Close from the server side once (before accept: refuse the handshake).
+
+        Never raises: a transport that is already dead has nothing left to close.
+        """
         ws = self.websocket
         self._closing = True
-        if ws.application_state is WebSocketState.CONNECTING:
-            ws.application_state = WebSocketState.DISCONNECTED
-            # A server answers HTTP 403 whatever the code; an in-process test client sees it.
-            await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
-        elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
-            ws.application_state = WebSocketState.DISCONNECTED
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            if ws.application_state is WebSocketState.CONNECTING:
+                ws.application_state = WebSocketState.DISCONNECTED
+                # A server answers HTTP 403 whatever the code; an in-process test client sees it.
+                await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
+            elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+                ws.application_state = WebSocketState.DISCONNECTED
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception as exc:  # the server could not write: the client has gone
+            logger.debug("Close of websocket %s not sent (%r): the client has gone", escape(self.scope["path"]), exc)
+            ws._client_gone(status.WS_1006_ABNORMAL_CLOSURE)
         if self._pumping and self._close_timer is None and ws.close_code is None:
             # Wait for the client's close reply, but not forever.
             main = self._main
@@ -315,12 +351,15 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _refuse_frame(self, code: int, why: str) -> None:
         logger.warning(
-            "Closing websocket %s (%s) with %d: %s.", self.scope["path"], self.route.qualname, code, why
+            "Closing websocket %s (%s) with %d: %s.", escape(self.scope["path"]), self.route.qualname, code, why
         )
         ws = self.websocket
         if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
             ws.application_state = WebSocketState.DISCONNECTED
-            await self._send({"type": "websocket.close", "code": code})
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception as exc:  # the server could not write: the client has gone
+                logger.debug("Close of websocket %s not sent (%r)", self.scope["path"], exc)
         ws._client_gone(code, why)
         self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
         self._closing = True
@@ -391,6 +430,8 @@ class NotFoundConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "websocket.connect":
-            logger.info("Refused websocket %s from %s: no route matches", scope["path"], _client_repr(scope))
+            logger.info(
+                "Refused websocket %s from %s: no route matches", escape(scope["path"]), _client_repr(scope)
+            )
             await send({"type": "websocket.close"})
 

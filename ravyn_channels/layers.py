@@ -1,10 +1,33 @@
-"""Channel layer configuration helpers (channels-redis)."""
+"""Channel layer configuration helpers (channels-redis), and the idle-timeout fix.
+
+channels-redis's ``RedisChannelLayer`` reads a channel with a blocking
+``BZPOPMIN`` of 5 s (``brpop_timeout``). redis-py 8 gives every connection a
+default ``socket_timeout`` of 5 s, so with hosts that do not set one (the form
+in Channels' docs, ``"hosts": [("127.0.0.1", 6379)]``, a URL, a dict without
+the key) the client gives up on an idle read just before Redis answers:
+``TimeoutError`` every ~5 s, and a message popped at that moment can be lost
+(channels_redis issue #422). ``prepare_layer`` gives such hosts
+``socket_timeout=None`` (redis-py 7's default) before any connection is made;
+``idle_timeout`` tells a benign timeout of the blocking read from a real
+failure where the setting cannot be changed (see ``timeout_problems``).
+``RedisPubSubChannelLayer`` is not affected: its reader polls with its own
+0.1 s timeout.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["redis_channel_layer"]
+__all__ = ["idle_timeout", "prepare_layer", "prepare_layers", "redis_channel_layer", "timeout_problems"]
+
+logger = logging.getLogger("ravyn_channels")
+
+#: ``RedisChannelLayer``'s blocking read, in seconds (``brpop_timeout``).
+BLOCKING_READ = 5.0
 
 
 def redis_channel_layer(
@@ -40,3 +63,119 @@ def redis_channel_layer(
         "channels_redis.pubsub.RedisPubSubChannelLayer" if pubsub else "channels_redis.core.RedisChannelLayer"
     )
     return {"BACKEND": backend, "CONFIG": {"hosts": [host], **config}}
+
+
+def _is_core_backend(backend: Any) -> bool:
+    """True for channels-redis's ``RedisChannelLayer`` (a class or its dotted path), not the pub/sub one."""
+    if isinstance(backend, str):
+        try:
+            from django.utils.module_loading import import_string
+
+            backend = import_string(backend)
+        except ImportError:
+            return False
+    try:
+        from channels_redis.core import RedisChannelLayer
+    except ImportError:  # pragma: no cover - channels-redis is a dependency
+        return False
+    return isinstance(backend, type) and issubclass(backend, RedisChannelLayer)
+
+
+def _host_timeout(host: Any) -> tuple[bool, Any]:
+    """``(set, value)``: whether a ``hosts`` entry sets ``socket_timeout``, and to what."""
+    address = host.get("address") if isinstance(host, Mapping) else host if isinstance(host, str) else None
+    if isinstance(host, Mapping) and "socket_timeout" in host:
+        found: tuple[bool, Any] = (True, host["socket_timeout"])
+    else:
+        found = (False, None)
+    if isinstance(address, str):
+        # redis-py lets a URL's query win over keyword arguments.
+        query = parse_qs(urlsplit(address).query)
+        if "socket_timeout" in query:
+            raw = query["socket_timeout"][-1]
+            try:
+                found = (True, float(raw))
+            except ValueError:
+                found = (True, raw)
+    return found
+
+
+def timeout_problems(config: Any) -> tuple[list[int], list[tuple[int, Any]]]:
+    """For a ``CHANNEL_LAYERS`` entry: ``(hosts to adjust, hosts that cannot be made safe)``.
+
+    Only ``RedisChannelLayer`` has a blocking read. A host without ``socket_timeout``
+    is adjusted (``socket_timeout=None``); one that sets a timeout of at most 5 s
+    (in a dict or in its URL's query) keeps it, and its idle reads time out.
+    """
+    if not isinstance(config, Mapping) or not _is_core_backend(config.get("BACKEND", "")):
+        return [], []
+    hosts = (config.get("CONFIG") or {}).get("hosts") or [None]
+    if isinstance(hosts, (str, bytes)):
+        return [], []
+    adjust: list[int] = []
+    unsafe: list[tuple[int, Any]] = []
+    for index, host in enumerate(hosts):
+        is_set, value = _host_timeout(host)
+        if not is_set:
+            adjust.append(index)
+        elif value is not None and (not isinstance(value, (int, float)) or value <= BLOCKING_READ):
+            unsafe.append((index, value))
+    return adjust, unsafe
+
+
+def prepare_layer(layer: Any) -> bool:
+    """Give a ``RedisChannelLayer``'s hosts without ``socket_timeout`` the value ``None``; True if changed.
+
+    Call it before the layer opens connections (ravyn_channels does, at startup
+    and before its process channel first reads); hosts that set a value keep it.
+    """
+    try:
+        from channels_redis.core import RedisChannelLayer
+    except ImportError:  # pragma: no cover
+        return False
+    if not isinstance(layer, RedisChannelLayer):
+        return False
+    changed = False
+    hosts = []
+    for host in layer.hosts:
+        if not _host_timeout(host)[0]:
+            host = {**host, "socket_timeout": None}
+            changed = True
+        hosts.append(host)
+    if changed:
+        layer.hosts = hosts
+    return changed
+
+
+def prepare_layers() -> None:
+    """``prepare_layer`` for every ``RedisChannelLayer`` in ``CHANNEL_LAYERS`` (at startup, in ``ready()``)."""
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    for alias, config in (getattr(settings, "CHANNEL_LAYERS", None) or {}).items():
+        if timeout_problems(config)[0]:
+            try:
+                prepare_layer(get_channel_layer(alias))
+            except Exception as exc:  # a broken configuration is the system checks' business
+                logger.debug("Could not prepare channel layer %r (%r)", alias, exc)
+
+
+async def idle_timeout(layer: Any, channel: str, exc: BaseException) -> bool:
+    """True if ``exc``, raised by ``layer.receive(channel)``, is the benign timeout of an idle blocking read.
+
+    That is a redis-py ``TimeoutError`` from a ``RedisChannelLayer`` whose Redis
+    still answers a ``PING`` at once; anything else is a real failure.
+    """
+    try:
+        from channels_redis.core import RedisChannelLayer
+        from redis.exceptions import TimeoutError as RedisTimeout
+    except ImportError:  # pragma: no cover
+        return False
+    if not isinstance(exc, RedisTimeout) or not isinstance(layer, RedisChannelLayer):
+        return False
+    try:
+        index = layer.consistent_hash(layer.non_local_name(channel))
+        await asyncio.wait_for(layer.connection(index).ping(), 2.0)
+    except Exception:
+        return False
+    return True

@@ -20,6 +20,7 @@ from django.urls import path as django_path
 from django.urls.converters import get_converters
 
 from .conf import OverflowPolicy
+from .origins import parse_pattern
 from .params import qualname
 from .permissions import Permission, check_permissions, permission_list
 from .resolver import Cleanup, Plan, run_cleanups
@@ -151,6 +152,13 @@ class WebSocketRoute(Generic[P]):
         self.max_message_size = max_message_size
         if isinstance(origins, str):
             raise TypeError(f"{where}: origins= takes a list of patterns, e.g. origins=[{origins!r}].")
+        for pattern in origins or ():
+            if not isinstance(pattern, str):
+                raise TypeError(f"{where}: origins= takes strings, got {pattern!r}.")
+            try:
+                parse_pattern(pattern)
+            except ValueError as exc:
+                raise ValueError(f"{where}: origins=: {exc}.") from None
         self.origins = tuple(origins) if origins is not None else None
         self.permissions: tuple[Permission, ...] = permission_list(permissions, where)
         self.plan: Plan = plan_for(endpoint, self.param_types)

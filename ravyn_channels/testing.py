@@ -30,19 +30,38 @@ HeadersArg = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | Non
 
 
 class HandshakeRefused(WebSocketDisconnect):
-    """The application refused the handshake (a real server answers HTTP 403).
+    """The application refused the handshake; ``status_code`` is the HTTP status a real server sends.
 
-    ``code`` and ``reason`` are those of the application's close, as
-    FastAPI's test client reports them in its ``WebSocketDisconnect``: 1008
-    for a refusal by a dependency, a parameter or a permission.
+    ``code`` and ``reason`` are those of the application's close, as FastAPI's
+    test client reports them in its ``WebSocketDisconnect``: 1008 for a refusal
+    by a dependency, a parameter or a permission. A denial response
+    (``send_denial_response``, ``WebSocketDenial``) sets ``status_code``,
+    ``headers`` (lower-case ``bytes`` pairs) and ``body``; a plain refusal is 403.
     """
 
-    def __init__(self, path: str, code: int, reason: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        code: int,
+        reason: str | None = None,
+        *,
+        status_code: int = 403,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+    ):
         self.path = path
+        self.status_code = status_code
+        self.headers = headers or []
+        self.body = body
         super().__init__(code, reason)
 
     def __str__(self) -> str:
-        return f"handshake for {self.path!r} was refused ({self.code}{': ' + self.reason if self.reason else ''})"
+        why = f": {self.reason}" if self.reason else ""
+        return f"handshake for {self.path!r} was refused (HTTP {self.status_code}, close {self.code}{why})"
+
+    def json(self) -> Any:
+        """The denial response's body decoded as JSON."""
+        return json.loads(self.body)
 
 
 def _raw_headers(headers: HeadersArg) -> list[tuple[bytes, bytes]]:
@@ -177,19 +196,31 @@ async def connect(
     communicator.scope.setdefault("client", ("127.0.0.1", 50000))
     communicator.scope.setdefault("server", ("testserver", 80))
     communicator.scope.setdefault("raw_path", urlsplit(path).path.encode("latin-1", "replace"))
+    # As uvicorn and daphne (adapted) do: handlers may answer the handshake with an HTTP response.
+    communicator.scope.setdefault("extensions", {"websocket.http.response": {}})
     if scope:
         communicator.scope.update(scope)
     await communicator.send_input({"type": "websocket.connect"})
-    reply = await communicator.receive_output(timeout)
-    if reply["type"] == "websocket.close":
+    answer = await communicator.receive_output(timeout)
+    if answer["type"] != "websocket.accept":
+        refused = HandshakeRefused(path, answer.get("code") or 1000, answer.get("reason"))
+        if answer["type"] == "websocket.http.response.start":
+            refused = HandshakeRefused(
+                path, 1006, status_code=answer["status"], headers=list(answer.get("headers", []))
+            )
+            more = True
+            while more:
+                part = await communicator.receive_output(timeout)
+                refused.body += part.get("body", b"")
+                more = part.get("more_body", False)
+        elif answer["type"] != "websocket.close":
+            raise AssertionError(f"expected websocket.accept or websocket.close, got {answer!r}")
         await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
         await communicator.wait(timeout)
-        raise HandshakeRefused(path, reply.get("code") or 1000, reply.get("reason"))
-    if reply["type"] != "websocket.accept":
-        raise AssertionError(f"expected websocket.accept or websocket.close, got {reply!r}")
+        raise refused
     session = WebSocketTestSession(communicator, timeout)
-    session.subprotocol = reply.get("subprotocol")
-    session.response_headers = list(reply.get("headers") or [])
+    session.subprotocol = answer.get("subprotocol")
+    session.response_headers = list(answer.get("headers") or [])
     try:
         yield session
     finally:

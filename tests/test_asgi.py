@@ -94,3 +94,31 @@ async def test_each_connection_runs_its_own_handler_task() -> None:
         await asyncio.sleep(0.05)
         assert len(tasks) == 2 and tasks[0] is not tasks[1]
     assert all(t.done() for t in tasks)
+
+
+
+async def http_status(app: Any, path: str) -> int:
+    from asgiref.testing import ApplicationCommunicator
+
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "headers": [], "scheme": "http", "server": ("testserver", 80)}
+    comm = ApplicationCommunicator(app, scope)
+    await comm.send_input({"type": "http.request", "body": b""})
+    start = await comm.receive_output(5)
+    while (await comm.receive_output(5)).get("more_body"):
+        pass
+    await comm.wait(5)
+    return int(start["status"])
+
+
+@pytest.mark.parametrize("path", ["/static/../settings.py", "/static/../../etc/passwd", "/static/sub/../../x.py"])
+async def test_debug_static_files_answer_404_to_traversal(path: str, tmp_path: Any) -> None:
+    from django.test import override_settings
+
+    from ravyn_channels.asgi import _static_files_handler
+
+    (tmp_path / "hello.txt").write_text("hello")
+    with override_settings(DEBUG=True, STATIC_URL="/static/", STATICFILES_DIRS=[str(tmp_path)]):
+        app = _static_files_handler()(get_asgi_application())
+        assert await http_status(app, "/static/hello.txt") == 200
+        assert await http_status(app, path) == 404

@@ -11,7 +11,15 @@ from django.core.checks.registry import registry
 from django.test import override_settings
 
 from ravyn_channels import Query, WebSocket, WebSocketRoute
-from ravyn_channels.checks import check_channel_layer, check_routes, check_settings
+from ravyn_channels.checks import (
+    check_channel_layer,
+    check_layer_timeouts,
+    check_origins,
+    check_origins_deploy,
+    check_routes,
+    check_settings,
+)
+from ravyn_channels.layers import prepare_layer, redis_channel_layer
 
 
 def route(path: str, endpoint: Any = None) -> WebSocketRoute[Any]:
@@ -28,7 +36,7 @@ def ids(messages: list[Any]) -> list[str]:
 
 def test_checks_are_registered() -> None:
     checks = registry.get_checks()
-    assert {check_routes, check_settings, check_channel_layer} <= set(checks)
+    assert {check_routes, check_settings, check_channel_layer, check_layer_timeouts} <= set(checks)
 
 
 def test_clean_routes_pass() -> None:
@@ -146,3 +154,131 @@ def test_w003_in_memory_layer_without_debug() -> None:
     redis = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
     with override_settings(CHANNEL_LAYERS=redis, DEBUG=False):
         assert check_channel_layer() == []
+
+
+def test_w020_allowed_hosts_wildcard_without_origins() -> None:
+    routes = [route("/open"), route("/pinned")]
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        [warning] = check_origins(routes=routes)
+        assert isinstance(warning, Warning) and warning.id == "ravyn_channels.W020"
+        assert "ALLOWED_HOSTS contains '*'" in warning.msg and "any Origin are accepted (2 route(s)" in warning.msg
+        assert "RAVYN_CHANNELS['ORIGINS']" in (warning.hint or "")
+    with override_settings(ALLOWED_HOSTS=["*"], RAVYN_CHANNELS={"ORIGINS": ["https://example.com"]}):
+        assert check_origins(routes=routes) == []
+    with override_settings(ALLOWED_HOSTS=["*"], RAVYN_CHANNELS={"ORIGINS": ["*"]}):  # a knowing choice
+        assert check_origins(routes=routes) == []
+    with override_settings(ALLOWED_HOSTS=["example.com"]):
+        assert check_origins(routes=routes) == []
+    pinned = WebSocketRoute(routes[0].endpoint, "/p", origins=["https://example.com"])
+    with override_settings(ALLOWED_HOSTS=["*"]):  # every route names its own origins
+        assert check_origins(routes=[pinned]) == []
+
+
+def test_e020_the_same_is_an_error_under_check_deploy() -> None:
+    assert check_origins_deploy in registry.get_checks(include_deployment_checks=True)
+    assert check_origins_deploy not in registry.get_checks(include_deployment_checks=False)
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        [error] = check_origins_deploy(routes=[route("/open")])
+        assert isinstance(error, Error) and error.id == "ravyn_channels.E020"
+    with override_settings(ALLOWED_HOSTS=["*"], RAVYN_CHANNELS={"ORIGINS": ["https://example.com"]}):
+        assert check_origins_deploy(routes=[route("/open")]) == []
+
+
+def test_e021_an_origin_pattern_that_never_matches() -> None:
+    with override_settings(RAVYN_CHANNELS={"ORIGINS": ["https://ok.example", "*.example.com", "https://a.example/app"]}):
+        errors = check_origins(routes=[])
+    assert ids(errors) == ["ravyn_channels.E021", "ravyn_channels.E021"]
+    assert "origin pattern '*.example.com': write '.example.com'" in errors[0].msg
+    assert "'https://a.example/app': an origin is scheme://host[:port], without a path" in errors[1].msg
+
+
+def test_e022_a_trusted_proxy_that_is_not_an_address() -> None:
+    with override_settings(RAVYN_CHANNELS={"TRUSTED_PROXIES": ["10.0.0.0/8", "nginx"]}):
+        [error] = check_origins(routes=[])
+    assert error.id == "ravyn_channels.E022" and "'nginx' is not an IP address or network" in error.msg
+    with override_settings(RAVYN_CHANNELS={"TRUSTED_PROXIES": "10.0.0.1"}):
+        assert ids(check_settings()) == ["ravyn_channels.E004"]
+@pytest.mark.parametrize(
+    ("key", "value", "check_id"),
+    [
+        ("HANDSHAKE_TIMEOUT", 0, "ravyn_channels.E040"),
+        ("HANDSHAKE_TIMEOUT", "5s", "ravyn_channels.E040"),
+        ("MAX_MESSAGE_FRAGMENTS", 0, "ravyn_channels.E041"),
+        ("MAX_MESSAGE_FRAGMENTS", 10.5, "ravyn_channels.E041"),
+    ],
+)
+def test_e040_e041_invalid_transport_setting(key: str, value: Any, check_id: str) -> None:
+    from ravyn_channels.checks import check_transport_settings
+
+    with override_settings(RAVYN_CHANNELS={key: value}):
+        [error] = check_transport_settings()
+        assert check_settings() == []  # reported once, by its own id
+    assert error.id == check_id
+    assert f"RAVYN_CHANNELS[{key!r}] is {value!r}" in error.msg
+
+
+def test_valid_transport_settings_pass() -> None:
+    from ravyn_channels.checks import check_transport_settings
+
+    for value in ({"HANDSHAKE_TIMEOUT": 2.5, "MAX_MESSAGE_FRAGMENTS": 64}, {"HANDSHAKE_TIMEOUT": None}):
+        with override_settings(RAVYN_CHANNELS=value):
+            assert check_transport_settings() == []
+
+
+def test_w040_low_open_file_limit_on_deploy_only() -> None:
+    from ravyn_channels.checks import check_open_files
+
+    [warning] = check_open_files(limit=1024)
+    assert warning.id == "ravyn_channels.W040" and "only 1024 files" in warning.msg
+    assert "LimitNOFILE" in warning.hint
+    assert check_open_files(limit=65536) == []
+    assert check_open_files in registry.get_checks(include_deployment_checks=True)
+    assert check_open_files not in registry.get_checks(include_deployment_checks=False)
+CORE = "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        None,
+        [("127.0.0.1", 6379)],
+        ["redis://127.0.0.1:6379/0"],
+        [{"address": "redis://127.0.0.1:6379/0"}],
+        [{"host": "127.0.0.1", "port": 6379}],
+    ],
+    ids=["default", "tuple", "url", "address-dict", "host-dict"],
+)
+def test_w010_redis_channel_layer_hosts_we_adjust(hosts: Any) -> None:
+    config: dict[str, Any] = {"hosts": hosts} if hosts is not None else {}
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": CORE, "CONFIG": config}}):
+        [warning] = check_layer_timeouts()
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        assert prepare_layer(layer) and all(host["socket_timeout"] is None for host in layer.hosts)
+        assert not prepare_layer(layer)  # once is enough
+    assert isinstance(warning, Warning) and warning.id == "ravyn_channels.W010"
+    assert "sets socket_timeout=None on these hosts" in warning.msg and "'socket_timeout': None" in warning.hint
+
+
+@pytest.mark.parametrize(
+    "host",
+    [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 5}, "redis://127.0.0.1:6379/0?socket_timeout=2"],
+)
+def test_w011_redis_channel_layer_timeout_we_cannot_make_safe(host: Any) -> None:
+    with override_settings(CHANNEL_LAYERS={"events": {"BACKEND": CORE, "CONFIG": {"hosts": [host]}}}):
+        messages = check_layer_timeouts()
+    assert ids(messages) == ["ravyn_channels.W011"]
+    assert "CHANNEL_LAYERS['events'] host 0 sets socket_timeout=" in messages[0].msg
+    assert "not in the URL's query string" in messages[0].hint
+
+
+def test_safe_layer_configurations_pass() -> None:
+    layers = {
+        "helper": redis_channel_layer(pubsub=False),
+        "pubsub": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [("h", 1)]}},
+        "long": {"BACKEND": CORE, "CONFIG": {"hosts": [{"address": "redis://h", "socket_timeout": 30}]}},
+        "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    }
+    with override_settings(CHANNEL_LAYERS=layers):
+        assert check_layer_timeouts() == []

@@ -28,3 +28,12 @@ def test_unknown_key_warning() -> None:
         [warning] = check_settings()
     assert warning.id == "ravyn_channels.W001"
     assert "'INBOX_SIZ'" in warning.msg
+
+
+def test_fragment_limit_follows_the_message_size_unless_set() -> None:
+    from ravyn_channels.conf import Settings, fragment_limit
+
+    assert fragment_limit(Settings()) == 16384  # 1 MiB / 64
+    assert fragment_limit(Settings(MAX_MESSAGE_SIZE=20 * 1024 * 1024)) == 327680
+    assert fragment_limit(Settings(MAX_MESSAGE_SIZE=1000)) == 1024
+    assert fragment_limit(Settings(MAX_MESSAGE_FRAGMENTS=10)) == 10

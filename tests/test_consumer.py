@@ -219,6 +219,35 @@ async def test_inbox_overflow_closes_1013(rc_logs: pytest.LogCaptureFixture) -> 
     assert any("3 unread messages" in r.getMessage() for r in rc_logs.records)
 
 
+async def test_server_close_reaches_the_handler_as_disconnect(rc_logs: pytest.LogCaptureFixture) -> None:
+    """After a 1013 the handler reads what was queued, then WebSocketDisconnect(1013); sends raise the same."""
+    release = asyncio.Event()
+    seen: list[object] = []
+
+    @websocket("/busy", inbox_size=2)
+    async def busy(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await release.wait()
+        try:
+            while True:
+                seen.append(await websocket.receive_text())
+        except WebSocketDisconnect as exc:
+            seen.append(exc.code)
+        try:
+            await websocket.send_text("late")
+        except WebSocketDisconnect as exc:
+            seen.append(("send", exc.code))
+
+    async with connect(busy, "/busy") as ws:
+        for i in range(3):
+            await ws.send_text(str(i))
+        assert await ws.wait_closed() == 1013
+        release.set()
+        await asyncio.sleep(0.1)
+    assert seen == ["0", "1", 1013, ("send", 1013)]
+    assert not [r for r in rc_logs.records if r.levelno >= logging.ERROR]
+
+
 async def test_inbox_backpressure_loses_nothing() -> None:
     got: list[str] = []
 

@@ -10,8 +10,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from ravyn_channels import ConnectionManager, WebSocket, WebSocketDisconnect, websocket
+from ravyn_channels import ChannelsGroup, ConnectionManager, WebSocket, WebSocketDisconnect, websocket
+from ravyn_channels.hub import _hub
 from ravyn_channels.manager import BroadcastMixin, broadcast_event, group_name
+from ravyn_channels.rooms import private_group
 from ravyn_channels.testing import connect
 
 pytestmark = pytest.mark.django_db
@@ -155,10 +157,13 @@ async def test_broadcast_sync_from_thread() -> None:
 
 
 class PlainConsumer(BroadcastMixin, AsyncWebsocketConsumer):
-    groups = [group_name("lobby")]  # noqa: RUF012  (Channels' own API is a class attribute)
+    """Reaches the manager's own room "lobby" explicitly, by the manager's group name."""
+
+    groups = [manager.group_name("lobby")]  # noqa: RUF012  (Channels' own API is a class attribute)
 
     async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
-        await self.channel_layer.group_send(group_name("lobby"), broadcast_event(f"plain: {text_data}", room="lobby"))
+        name = manager.group_name("lobby")
+        await self.channel_layer.group_send(name, broadcast_event(f"plain: {text_data}", name))
 
 
 async def test_plain_consumer_and_manager_share_a_room() -> None:
@@ -174,29 +179,134 @@ async def test_plain_consumer_and_manager_share_a_room() -> None:
     await plain.disconnect()
 
 
+other = ConnectionManager("tests.chat.other")
+shared = ConnectionManager("tests.chat.shared")
+
+
+@websocket("/other/{room}")
+async def other_chat(websocket: WebSocket, room: str) -> None:
+    await other.connect(websocket, group=room)
+    async for data in websocket.iter_text():
+        await other.broadcast(f"other {room}: {data}", group=room)
+
+
+@websocket("/shared")
+async def shared_chat(websocket: WebSocket) -> None:
+    await shared.connect(websocket, group=ChannelsGroup("notifications"))
+    async for data in websocket.iter_text():
+        await shared.broadcast(f"shared: {data}", group=ChannelsGroup("notifications"))
+
+
+async def test_rooms_of_two_managers_with_the_same_name_are_separate() -> None:
+    async with connect(chat, "/chat/staff") as ours, connect(other_chat, "/other/staff") as theirs:
+        await ours.send_text("secret")
+        assert await ours.receive_text() == "staff: secret"
+        await theirs.send_text("hello")
+        assert await theirs.receive_text() == "other staff: hello"
+        assert await ours.receive_nothing(0.2) and await theirs.receive_nothing(0.2)
+    assert manager.group_name("staff") != other.group_name("staff")
+
+
+class Notifications(AsyncWebsocketConsumer):
+    """A hand-written consumer of group "notifications" that knows nothing of ravyn_channels."""
+
+    groups = ["notifications"]  # noqa: RUF012
+
+    async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+        await self.send(text_data=f"pong {text_data}")
+
+
+async def test_a_room_named_like_a_plain_group_does_not_reach_it() -> None:
+    plain = WebsocketCommunicator(Notifications.as_asgi(), "/plain")
+    assert (await plain.connect())[0]
+    async with connect(chat, "/chat/notifications") as ours:
+        await ours.send_text("hi")
+        assert await ours.receive_text() == "notifications: hi"
+        assert await plain.receive_nothing(0.2)
+        await plain.send_to(text_data="ping")
+        assert await plain.receive_from() == "pong ping"  # not crashed
+    await plain.disconnect()
+
+
+class SharedNotifications(BroadcastMixin, Notifications):
+    async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+        await self.channel_layer.group_send("notifications", broadcast_event(f"plain: {text_data}", "notifications"))
+
+
+async def test_a_channels_group_is_shared_with_plain_consumers_explicitly() -> None:
+    plain = WebsocketCommunicator(SharedNotifications.as_asgi(), "/plain")
+    assert (await plain.connect())[0]
+    async with connect(shared_chat, "/shared") as ours:
+        await ours.send_text("hi")
+        assert await ours.receive_text() == "shared: hi"
+        assert await plain.receive_from() == "shared: hi"
+        await plain.send_to(text_data="yo")
+        assert await ours.receive_text() == "plain: yo"
+        assert await plain.receive_from() == "plain: yo"
+    await plain.disconnect()
+    assert shared.group_name(ChannelsGroup("notifications")) == "notifications"
+
+
+@pytest.mark.parametrize("name", ["", "with space", "é", "x" * 100, "ravyn.mine"])
+def test_channels_group_must_be_a_valid_name_outside_ours(name: str) -> None:
+    with pytest.raises(ValueError, match=r"ChannelsGroup\("):
+        ChannelsGroup(name)
+
+
 @pytest.mark.parametrize(
     "room",
     ["lobby", "Ünïcode room", "with spaces", "x" * 300, "", "ravyn.lobby", "a/b", "😀"],
 )
-def test_group_name_is_valid_and_deterministic(room: str) -> None:
+@pytest.mark.parametrize("owner", ["tests.chat", "m" * 200, "ünï côdé", ""])
+def test_group_name_is_valid_and_deterministic(room: str, owner: str) -> None:
     layer = get_channel_layer()
-    name = group_name(room)
+    name = group_name(room, owner)
     assert layer.require_valid_group_name(name)
-    assert group_name(room) == name
+    assert group_name(room, owner) == name == ConnectionManager(owner).group_name(room)
+    assert layer.require_valid_group_name(private_group(name))
 
 
 def test_group_names_do_not_collide() -> None:
-    rooms = ["lobby", "Lobby", "lobby ", "ravyn.lobby", "x" * 300, "x" * 301, "é", "e", "", "😀", "😁"]
-    assert len({group_name(r) for r in rooms}) == len(rooms)
+    rooms = ["lobby", "Lobby", "lobby ", "ravyn.lobby", "x" * 300, "x" * 301, "é", "e", "", "😀", "😁", "a:b"]
+    owners = ["a", "a:b", "b", "tests.chat"]
+    names = {group_name(r, m) for r in rooms for m in owners}
+    assert len(names) == len(rooms) * len(owners)
+    assert not names & {private_group(n) for n in names}
 
 
-def test_valid_channels_names_are_kept_for_interop() -> None:
-    assert group_name("chat_lobby-1.x") == "chat_lobby-1.x"
+def test_group_name_needs_the_manager() -> None:
+    with pytest.raises(TypeError, match=r"needs the manager the room belongs to: .*manager.group_name\(room\)"):
+        group_name("lobby")
+    assert group_name(ChannelsGroup("chat_lobby-1.x")) == "chat_lobby-1.x"
 
 
 def test_group_name_rejects_non_str() -> None:
-    with pytest.raises(TypeError, match="Room names are str, got int"):
-        group_name(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Room names are str"):
+        group_name(3, "m")  # type: ignore[arg-type]
+
+
+def test_broadcast_event_names_its_group() -> None:
+    assert broadcast_event("hi", "notifications") == {"type": "ravyn.broadcast", "group": "notifications", "text": "hi"}
+    assert broadcast_event(b"x", ChannelsGroup("n"))["group"] == "n"
+    with pytest.raises(ValueError, match=r"manager.group_name\(room\)"):
+        broadcast_event("hi", "salle de réunion")
+
+
+async def test_leaving_always_discards_on_the_layer_even_if_the_record_was_lost() -> None:
+    """Issue 20: a reader failure used to clear the record of joined groups, and leaving then kept the membership."""
+    layer = get_channel_layer()
+    async with connect(chat, "/chat/drift") as ws:
+        await ws.send_text("id")
+        await ws.receive_text()
+        hub = await _hub("default")
+        name = manager.group_name("drift")
+        assert hub.channel in layer.groups.get(name, {})
+        hub.joined.clear()  # what a failed read did
+    for _ in range(50):
+        if hub.channel not in layer.groups.get(name, {}):
+            break
+        await asyncio.sleep(0.02)
+    assert hub.channel not in layer.groups.get(name, {})
 
 
 def test_default_manager_name_is_module() -> None:

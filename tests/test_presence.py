@@ -15,7 +15,7 @@ from django.test import override_settings
 
 from ravyn_channels import ConnectionManager, Member, OnlineUser, WebSocket, websocket
 from ravyn_channels.conf import get_settings
-from ravyn_channels.manager import _hub, group_name
+from ravyn_channels.manager import _hub
 from ravyn_channels.presence import PRESENCE, timings
 from ravyn_channels.presence.tracker import GAP_WAIT
 from ravyn_channels.testing import connect
@@ -259,7 +259,7 @@ async def test_changes_arriving_out_of_order_are_delivered_in_order() -> None:
         [state] = await frames(watcher, 1)
         tracker = (await _hub(get_settings().CHANNEL_LAYER)).presence
         assert tracker is not None
-        group, seq = group_name(r), state["seq"]
+        group, seq = pm.group_name(r), state["seq"]
         event = {"type": PRESENCE, "group": group, "origin": "elsewhere", "leaves": {}}
         tracker.receive({**event, "seq": seq + 2, "joins": {"x2": {"meta": {}}}})
         tracker.receive({**event, "seq": seq + 1, "joins": {"x1": {"meta": {}}}})
@@ -277,7 +277,7 @@ async def test_a_lost_change_is_repaired_from_the_store() -> None:
         hub = await _hub(get_settings().CHANNEL_LAYER)
         tracker = hub.presence
         assert tracker is not None
-        group = group_name(r)
+        group = pm.group_name(r)
         # Two members join the store; only the second change's event arrives.
         lost = await tracker.backend.join({group: {"lost": {"meta": {"n": 1}}}})
         seen = await tracker.backend.join({group: {"seen": {"meta": {"n": 2}}}})
@@ -345,13 +345,13 @@ async def test_ws_presence_command() -> None:
     async with connect(room_socket, f"/p/{r}?nick=ada", scope=as_user(41, "ada")) as ws:
         ident = await ready(ws)
         out, err = StringIO(), StringIO()
-        await asyncio.to_thread(call_command, "ws_presence", r, stdout=out, stderr=err)
-        assert out.getvalue().startswith(f"1 connection in room {r!r}\n")
+        await asyncio.to_thread(call_command, "ws_presence", "--manager", "tests.presence", r, stdout=out, stderr=err)
+        assert out.getvalue().startswith(f"1 connection in room {r!r} of manager 'tests.presence'\n")
         assert f"{ident}  ada (id 41)  joined " in out.getvalue() and '{"nick": "ada"}' in out.getvalue()
         assert "in-memory channel layer lives inside each server process" in err.getvalue()
         out = StringIO()
         await asyncio.to_thread(call_command, "ws_presence", "--json", stdout=out, stderr=StringIO())
-        assert json.loads(out.getvalue())[group_name(r)] == 1
+        assert json.loads(out.getvalue())[pm.group_name(r)] == 1
         out = StringIO()
         await asyncio.to_thread(call_command, "ws_presence", "--manager", "tests.presence", "--json", stdout=out)
         assert ident in [row["connection_id"] for row in json.loads(out.getvalue())]
@@ -390,3 +390,62 @@ async def test_broadcast_from_sync_code_still_arrives_past_group_expiry() -> Non
             await asyncio.sleep(2.5)  # the layer drops memberships older than 1 s unless renewed
             await asyncio.to_thread(pm.broadcast_sync, "still in the room", r)
             assert await ws.receive_text() == "still in the room"
+
+
+# -- internal events stay off the rooms' groups ------------------------------------------------
+
+
+async def test_plain_consumers_in_a_room_or_manager_group_get_broadcasts_only() -> None:
+    """Issue 12: presence and user events travel on private groups; a BroadcastMixin consumer
+    (which handles ravyn.broadcast and nothing else) would be closed 1011 by any other event."""
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.testing import WebsocketCommunicator
+
+    from ravyn_channels.manager import BroadcastMixin
+
+    r = room()
+
+    class InRoom(BroadcastMixin, AsyncWebsocketConsumer):
+        groups = [pm.group_name(r), pm.group_name()]  # noqa: RUF012
+
+    plain_consumer = WebsocketCommunicator(InRoom.as_asgi(), "/plain")
+    assert (await plain_consumer.connect())[0]
+    async with connect(room_socket, f"/p/{r}?watch=1", scope=as_user(51, "ada")) as watcher:
+        await frames(watcher, 1)  # presence_state
+        async with connect(room_socket, f"/p/{r}", scope=as_user(52, "bob")):
+            await frames(watcher, 1)  # bob's join
+            await pm.send_to_user(52, "for bob")
+        await frames(watcher, 1)  # bob's leave
+        assert await plain_consumer.receive_nothing(0.3)
+        await pm.broadcast("to the room", group=r)
+        assert await plain_consumer.receive_from() == "to the room"
+        assert await watcher.receive_text() == "to the room"
+    assert await plain_consumer.receive_nothing(0.3)
+    await plain_consumer.disconnect()
+
+
+@websocket("/p-shared")
+async def shared_socket(websocket: WebSocket) -> None:
+    from ravyn_channels import ChannelsGroup
+
+    await pm.connect(websocket, group=ChannelsGroup("presence-shared"))
+    async for _ in websocket.iter_text():
+        await websocket.send_text(websocket.connection_id or "")
+
+
+async def test_ws_presence_needs_the_manager_of_a_room_and_reads_a_channels_group() -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=r"Rooms belong to a manager: give --manager NAME ROOM .*'tests.presence'"):
+        await asyncio.to_thread(call_command, "ws_presence", "lobby", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match="--group NAME stands alone"):
+        await asyncio.to_thread(call_command, "ws_presence", "--group", "g", "lobby", stderr=StringIO())
+    async with connect(shared_socket, "/p-shared") as ws:
+        ident = await ready(ws)
+        out = StringIO()
+        args = ("ws_presence", "--group", "presence-shared")
+        await asyncio.to_thread(call_command, *args, stdout=out, stderr=StringIO())
+        listing = out.getvalue()
+        assert listing.startswith("1 connection in Channels group 'presence-shared'\n") and ident in listing

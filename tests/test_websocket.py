@@ -1,5 +1,6 @@
 """The WebSocket facade: Starlette/Ravyn parity, through the test client."""
 
+import logging
 from typing import Any
 
 import pytest
@@ -203,3 +204,18 @@ def test_websocket_needs_websocket_scope() -> None:
 
     with pytest.raises(ValueError, match="needs a 'websocket' scope, got 'http'"):
         WebSocket({"type": "http"}, nothing, sink)
+
+
+
+async def test_receive_json_nested_too_deeply_closes_1007_with_a_warning(rc_logs: pytest.LogCaptureFixture) -> None:
+    @websocket("/deep-json")
+    async def deep_json(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(await websocket.receive_json())
+
+    async with connect(deep_json, "/deep-json") as ws:
+        await ws.send_text("[" * 100_000 + "]" * 100_000)
+        assert await ws.wait_closed() == 1007
+    [record] = [r for r in rc_logs.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "receive_json() got JSON nested too deeply to decode" in record.getMessage()

@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from ..conf import get_settings
+from ..rooms import Room
 from .store import Info, PresenceBackend, open_backend
 
 if TYPE_CHECKING:
@@ -121,18 +122,18 @@ class PresenceMixin:
     presence: bool
     _layer_alias: str | None
 
-    def group_name(self, room: str | None = None) -> str:
+    def group_name(self, room: Room | None = None) -> str:
         raise NotImplementedError
 
     def _current_hub(self) -> Any:
         raise NotImplementedError
 
-    async def count(self, room: str | None = None) -> int:
+    async def count(self, room: Room | None = None) -> int:
         """How many connections are in ``room`` (``None``: in this manager), on every process."""
         name = self.group_name(room)
         return await self._read_presence(lambda store: store.count(name))
 
-    async def members(self, room: str | None = None) -> list[Member]:
+    async def members(self, room: Room | None = None) -> list[Member]:
         """The connections in ``room`` (``None``: in this manager), on every process, oldest first."""
         name = self.group_name(room)
         _, found = await self._read_presence(lambda store: store.state(name))
@@ -140,7 +141,7 @@ class PresenceMixin:
             (Member.from_info(cid, info) for cid, info in found.items()), key=lambda m: (m.joined_at, m.connection_id)
         )
 
-    async def users(self, room: str | None = None) -> list[OnlineUser]:
+    async def users(self, room: Room | None = None) -> list[OnlineUser]:
         """The distinct logged-in users in ``room`` (anonymous connections are not users), by username."""
         by_user: dict[str, tuple[str, list[str]]] = {}
         for member in await self.members(room):
@@ -152,15 +153,15 @@ class PresenceMixin:
             key=lambda u: (u.username, u.user_id),
         )
 
-    def count_sync(self, room: str | None = None) -> int:
+    def count_sync(self, room: Room | None = None) -> int:
         """``count`` for sync code (views, management commands)."""
         return async_to_sync(self.count)(room)
 
-    def members_sync(self, room: str | None = None) -> list[Member]:
+    def members_sync(self, room: Room | None = None) -> list[Member]:
         """``members`` for sync code."""
         return async_to_sync(self.members)(room)
 
-    def users_sync(self, room: str | None = None) -> list[OnlineUser]:
+    def users_sync(self, room: Room | None = None) -> list[OnlineUser]:
         """``users`` for sync code."""
         return async_to_sync(self.users)(room)
 

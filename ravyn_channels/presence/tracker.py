@@ -18,6 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from ..rooms import private_group
 from ..websocket import WebSocket, WebSocketDisconnect, WebSocketState
 from . import PRESENCE, PresenceCallback, timings
 from .store import Info, PresenceBackend
@@ -123,7 +124,7 @@ class Tracker:
         event = {"type": PRESENCE, "group": group, "origin": self.channel, "seq": seq, "joins": joins, "leaves": leaves}
         self.receive(event)
         try:
-            await self.layer.group_send(group, event)
+            await self.layer.group_send(private_group(group), event)
         except Exception as exc:
             logger.error("Presence change in %r reached this process only: the channel layer failed (%r).", group, exc)
 

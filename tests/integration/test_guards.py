@@ -336,8 +336,10 @@ async def test_manage_py_ws_send_reaches_a_client_through_redis(
     server = serve(start_server, project, GUARD_REDIS_PREFIX=prefix)
     async with ws_connect(f"{server.ws}/g/room/salle%201") as ws:
         assert await recv(ws) == "joined"
-        sent = await asyncio.to_thread(manage, project, "ws_send", "salle 1", "bonjour", GUARD_REDIS_PREFIX=prefix)
-        assert "Sent to room 'salle 1'" in sent.stdout
+        sent = await asyncio.to_thread(
+            manage, project, "ws_send", "--manager", "guard_app", "salle 1", "bonjour", GUARD_REDIS_PREFIX=prefix
+        )
+        assert "Sent to room 'salle 1' of manager 'guard_app'" in sent.stdout
         assert await recv(ws) == "bonjour"
         await asyncio.to_thread(
             manage, project, "ws_send", "--manager", "guard_app", "--json", '{"n": 1}', GUARD_REDIS_PREFIX=prefix

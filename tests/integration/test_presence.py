@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from ravyn_channels.rooms import group_name
+
 from .conftest import REDIS_URL, ROOT, Server, StartServer, free_port, server_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
@@ -187,7 +189,9 @@ async def test_count_members_users_across_processes_and_from_sync_code(
             out = await asyncio.to_thread(cluster.run, "-c", script)
             assert out.splitlines() == ["4 True 4", "['u1', 'u2']"]
 
-            listing = await asyncio.to_thread(cluster.run, "manage.py", "ws_presence", room)
+            listing = await asyncio.to_thread(
+                cluster.run, "manage.py", "ws_presence", "--manager", "tests.presence", room
+            )
             assert all(i in listing for i in ids) and "4 connections" in listing
         answer, _ = await converge(a1, "count", {"count": 2}, 10)
         assert answer == {"count": 2}
@@ -339,8 +343,9 @@ async def test_a_thousand_joins_and_leaves_leave_nothing_in_redis(
         assert len(watcher.joined) == len(visitors) and sorted(watcher.joined) == sorted(watcher.left)
         assert list(watcher.members) == [stayer]
         everyone = "ravyn.all." + hashlib.blake2b(b"manager:tests.presence", digest_size=16).hexdigest()
+        stayed = group_name(f"r0-{tag}", "tests.presence")
         # Only the stayer's room and the manager-wide group remain, each with one member.
-        expected = {f"r0-{tag}": 1, f"r0-{tag}:info": 1, everyone: 1, f"{everyone}:info": 1}
+        expected = {stayed: 1, f"{stayed}:info": 1, everyone: 1, f"{everyone}:info": 1}
         assert await settled(cluster, expected) == expected
     assert await settled(cluster, {}) == {}
     assert cluster.keys() == {}  # counters included

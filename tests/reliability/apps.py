@@ -124,11 +124,28 @@ async def bug(websocket: WebSocket) -> None:
     raise ValueError("bug on purpose")
 
 
+@websocket("/small", max_message_size=1000)
+async def small(websocket: WebSocket) -> None:
+    """Does some async work after accepting (as a presence join would), then reads until the end."""
+    await websocket.accept()
+    await asyncio.sleep(0.05)  # a frame sent right after the handshake is refused (1009) meanwhile
+    try:
+        while True:
+            await websocket.receive_bytes()
+    except WebSocketDisconnect as exc:
+        try:
+            await websocket.send_text("after")
+            again = "sent"
+        except WebSocketDisconnect as second:
+            again = str(second.code)
+        print(f"small left {exc.code} send {again}", flush=True)
+
+
 settings = {"DEBUG": os.environ.get("APP_DEBUG") == "1", "RAVYN_CHANNELS": {"AUTODISCOVER": []}}
 extra = os.environ.get("APP_SETTINGS")
 if extra:
     settings.update(json.loads(extra))
 app = Ravyn(
-    routes=[stats, feed, hold, slow, echo, room, gone, blocking_handler, bug],
+    routes=[stats, feed, hold, slow, echo, room, gone, blocking_handler, bug, small],
     settings=None if os.environ.get("DJANGO_SETTINGS_MODULE") else settings,
 )

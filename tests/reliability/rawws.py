@@ -8,9 +8,17 @@ import socket
 import struct
 
 
-def open_raw(port: int, path: str, timeout: float = 5.0) -> socket.socket:
-    """Connect and finish the handshake; the caller then reads or writes frames (or not)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def open_raw(port: int, path: str, timeout: float = 5.0, rcvbuf: int | None = None) -> socket.socket:
+    """Connect and finish the handshake; the caller then reads or writes frames (or not).
+
+    ``rcvbuf`` shrinks the client's receive buffer (set before connecting), so a client
+    that does not read pushes back on the server sooner.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (

@@ -11,20 +11,24 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ravyn_channels.conf import get_settings
-from ravyn_channels.manager import ConnectionManager, group_name
+from ravyn_channels.manager import ChannelsGroup, ConnectionManager, known_managers
 from ravyn_channels.presence import Member, timings
 from ravyn_channels.presence.store import Info, PresenceBackend, open_backend
+from ravyn_channels.safetext import escape, escape_json
 
 
 class Command(BaseCommand):
     help = (
-        "Show presence (ConnectionManager(presence=True)): the connections in ROOM, those of a whole "
-        "manager with --manager, or, with neither, every room group that has connections and their count."
+        "Show presence (ConnectionManager(presence=True)): the connections in ROOM of the manager NAME "
+        "(--manager NAME ROOM; rooms belong to their manager), those of a whole manager (--manager NAME), "
+        "those of a Channels group shared with plain consumers (--group NAME), or, with none of these, "
+        "every group that has connections and their count."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("room", nargs="?", help="a room name, as given to connect(websocket, group=ROOM)")
-        parser.add_argument("--manager", help="the members of a whole ConnectionManager (its name)")
+        parser.add_argument("--manager", help="the manager ROOM belongs to (its name); alone: the whole manager")
+        parser.add_argument("--group", help="a Channels group joined as ChannelsGroup(NAME)")
         parser.add_argument("--layer", help="CHANNEL_LAYERS alias (default: RAVYN_CHANNELS['CHANNEL_LAYER'])")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -38,20 +42,34 @@ class Command(BaseCommand):
                 "The in-memory channel layer lives inside each server process: this command cannot see "
                 "its connections. Use channels-redis (ravyn_channels.layers.redis_channel_layer) to share them."
             )
-        room, manager = options["room"], options["manager"]
-        if room is not None and manager is not None:
-            raise CommandError("Give a ROOM or --manager, not both.")
+        room, manager, shared = options["room"], options["manager"], options["group"]
+        if shared is not None and (room is not None or manager is not None):
+            raise CommandError("--group NAME stands alone (no ROOM, no --manager).")
+        if room is not None and manager is None:
+            names = known_managers()
+            raise CommandError(
+                "Rooms belong to a manager: give --manager NAME ROOM"
+                + (f" (managers in this project: {', '.join(map(repr, names))})." if names else ".")
+            )
+        if shared is not None:
+            try:
+                ChannelsGroup(shared)
+            except ValueError as exc:
+                raise CommandError(f"--group: {exc}") from None
         try:
             store = open_backend(layer, timings(get_settings().PRESENCE_TTL)[0])
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
-        if room is None and manager is None:
+        if room is None and manager is None and shared is None:
             groups = async_to_sync(_read)(store, lambda s: s.groups())
             self._print_groups(groups, options["json"])
             return
-        group = group_name(room) if room is not None else ConnectionManager(manager).group_name()
+        if shared is not None:
+            group, label = shared, f"Channels group {shared!r}"
+        else:
+            group = ConnectionManager(manager).group_name(room)
+            label = f"room {room!r} of manager {manager!r}" if room is not None else f"manager {manager!r}"
         _, found = async_to_sync(_read)(store, lambda s: s.state(group))
-        label = f"room {room!r}" if room is not None else f"manager {manager!r}"
         self._print_members(label, found, options["json"])
 
     def _print_groups(self, groups: dict[str, int], as_json: bool) -> None:
@@ -64,7 +82,7 @@ class Command(BaseCommand):
         width = max(len(g) for g in groups)
         for name, count in sorted(groups.items()):
             note = "  (a whole manager)" if name.startswith("ravyn.all.") else ""
-            self.stdout.write(f"{name:<{width}}  {count}{note}")
+            self.stdout.write(escape(f"{name:<{width}}  {count}{note}", limit=None))
 
     def _print_members(self, label: str, found: dict[str, Info], as_json: bool) -> None:
         members = sorted((Member.from_info(c, i) for c, i in found.items()), key=lambda m: m.joined_at)
@@ -74,14 +92,14 @@ class Command(BaseCommand):
                  "joined_at": m.joined_at, "meta": m.meta}
                 for m in members
             ]
-            self.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False))
+            self.stdout.write(escape_json(json.dumps(rows, indent=2, ensure_ascii=False)))
             return
-        self.stdout.write(f"{len(members)} connection{'s' if len(members) != 1 else ''} in {label}")
+        self.stdout.write(escape(f"{len(members)} connection{'s' if len(members) != 1 else ''} in {label}", None))
         for m in members:
             joined = datetime.fromtimestamp(m.joined_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             user = f"{m.username} (id {m.user_id})" if m.user_id is not None else "anonymous"
             meta = json.dumps(m.meta, ensure_ascii=False) if m.meta else ""
-            self.stdout.write(f"  {m.connection_id}  {user}  joined {joined}  {meta}".rstrip())
+            self.stdout.write(escape(f"  {m.connection_id}  {user}  joined {joined}  {meta}".rstrip(), limit=None))
 
 
 async def _read(store: PresenceBackend, read: Any) -> Any:

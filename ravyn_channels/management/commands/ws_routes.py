@@ -15,7 +15,7 @@ from ravyn_channels.routing import WebSocketRoute, registered_routes
 
 def origins_of(route: WebSocketRoute[Any]) -> tuple[list[str], str]:
     """The ``Origin`` patterns a route allows, and where they come from."""
-    from ravyn_channels.consumer import allowed_origins
+    from ravyn_channels.origins import allowed_origins
 
     if route.origins is not None:
         source = "route"
