@@ -24,7 +24,7 @@ from channels.testing import WebsocketCommunicator
 from .routing import WebSocketRoute
 from .websocket import WebSocketDisconnect
 
-__all__ = ["HandshakeRefused", "WebSocketTestSession", "connect"]
+__all__ = ["HandshakeRefused", "TopicTestClient", "WebSocketTestSession", "connect", "topic_client"]
 
 HeadersArg = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | None
 
@@ -231,3 +231,102 @@ async def connect(
                 session._closed = True
                 await communicator.send_input({"type": "websocket.disconnect", "code": session.close_code})
                 await communicator.wait(timeout)
+
+
+class TopicTestClient:
+    """A ``ravyn.topics.v1`` client over a test connection: join, push, and read pushes.
+
+    ``join``/``leave``/``push`` wait for the reply and return its ``response``
+    (or raise ``ReplyError``); pushes that arrive meanwhile are kept for
+    ``receive``.
+    """
+
+    def __init__(self, session: WebSocketTestSession):
+        self.session = session
+        self._refs = 0
+        #: Frames read but not asked for yet (pushes, presence, errors), oldest first.
+        self.pending: list[dict[str, Any]] = []
+
+    async def send_frame(self, topic: str, event: str, payload: Any = None, ref: Any = None) -> None:
+        """Send one frame as it is (no waiting for a reply)."""
+        frame: dict[str, Any] = {"topic": topic, "event": event, "payload": {} if payload is None else payload}
+        if ref is not None:
+            frame["ref"] = ref
+        await self.session.send_json(frame)
+
+    async def request(self, topic: str, event: str, payload: Any = None, timeout: float | None = None) -> Any:
+        """Send ``event`` with a new ``ref`` and return the reply's payload (``{"status", "response"}``)."""
+        self._refs += 1
+        ref = str(self._refs)
+        await self.send_frame(topic, event, payload, ref)
+        while True:
+            frame = await self.session.receive_json(timeout=timeout)
+            if frame.get("event") == "reply" and frame.get("ref") == ref:
+                return frame["payload"]
+            self.pending.append(frame)
+
+    async def _call(self, topic: str, event: str, payload: Any) -> Any:
+        from .topics.protocol import ReplyError
+
+        reply = await self.request(topic, event, payload)
+        if reply.get("status") != "ok":
+            raise ReplyError(topic, event, reply.get("response"))
+        return reply.get("response")
+
+    async def join(self, topic: str, payload: Any = None) -> Any:
+        """Join ``topic``; the join handler's reply, or ``ReplyError`` when refused."""
+        return await self._call(topic, "join", payload)
+
+    async def leave(self, topic: str) -> Any:
+        """Leave ``topic``."""
+        return await self._call(topic, "leave", None)
+
+    async def push(self, topic: str, event: str, payload: Any = None) -> Any:
+        """Send ``event`` and return the handler's reply (``ReplyError`` for an error reply)."""
+        return await self._call(topic, event, payload)
+
+    async def receive(
+        self, topic: str | None = None, event: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The next frame from the server matching ``topic`` and ``event`` (whole frame)."""
+
+        def wanted(frame: dict[str, Any]) -> bool:
+            return (topic is None or frame.get("topic") == topic) and (event is None or frame.get("event") == event)
+
+        for index, frame in enumerate(self.pending):
+            if wanted(frame):
+                return self.pending.pop(index)
+        while True:
+            received: dict[str, Any] = await self.session.receive_json(timeout=timeout)
+            if wanted(received):
+                return received
+            self.pending.append(received)
+
+    async def receive_nothing(self, timeout: float = 0.1) -> bool:
+        """True if no frame is waiting and none arrives within ``timeout`` seconds."""
+        return not self.pending and await self.session.receive_nothing(timeout)
+
+
+@asynccontextmanager
+async def topic_client(
+    socket: Any,
+    *,
+    headers: HeadersArg = None,
+    subprotocols: Iterable[str] = (),
+    scope: Mapping[str, Any] | None = None,
+    timeout: float = 5.0,
+) -> AsyncIterator[TopicTestClient]:
+    """Open a ``TopicTestClient`` to a ``TopicSocket`` (or any app, with ``socket.path``), in-process.
+
+        async with topic_client(live) as client:
+            assert await client.join("room:1") == {}
+            await client.push("room:1", "message", {"text": "hi"})
+            assert (await client.receive("room:1", "message"))["payload"] == {"text": "hi"}
+    """
+    from .topics.protocol import PROTOCOL
+
+    app, path = (socket.route, socket.path) if hasattr(socket, "route") else socket
+    async with connect(
+        app, path, headers=headers, subprotocols=[PROTOCOL, *subprotocols], scope=scope, timeout=timeout
+    ) as session:
+        yield TopicTestClient(session)
