@@ -14,8 +14,10 @@ A block is run according to the comment just before its fence:
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
+import os
 import re
 import shlex
 import sys
@@ -76,7 +78,7 @@ def test_the_docs_have_snippets() -> None:
 
 @pytest.mark.parametrize("snippet", [s for s in ALL if s.kind == "fragment"], ids=lambda s: s.id)
 def test_fragment_is_valid_python(snippet: Snippet) -> None:
-    compile(snippet.code, snippet.id, "exec")
+    compile(snippet.code, snippet.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # fragments of handlers await
 
 
 @pytest.mark.parametrize("snippet", [s for s in ALL if s.kind == "module"], ids=lambda s: s.id)
@@ -102,7 +104,7 @@ def test_server_program_serves(snippet: Snippet, tmp_path: Path) -> None:
     port = free_port()
     daphne = str(Path(sys.executable).parent / "daphne")
     env = server_env()
-    env["PYTHONPATH"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
     server = Server([daphne, "-b", "127.0.0.1", "-p", str(port), f"{module}:app"], tmp_path, env, port,
                     tmp_path / "daphne.log")
     try:

@@ -81,7 +81,8 @@ def test_seed_program_runs_from_the_installed_wheel(dist: Path, tmp_path: Path) 
     app_dir.mkdir()
     (app_dir / "echo.py").write_text(SEED)
     # The installed package, not this checkout: its location is inside the fresh venv.
-    where = _run(python, "-c", "import ravyn_channels, os; print(os.path.dirname(ravyn_channels.__file__))", cwd=app_dir)
+    where = _run(python, "-c", "import os, ravyn_channels; print(os.path.dirname(ravyn_channels.__file__))",
+                 cwd=app_dir)
     assert where.strip().startswith(str(env_dir)), where
     static = _run(python, "-c", "import ravyn_channels, pathlib; p = pathlib.Path(ravyn_channels.__file__).parent; "
                   "print(sorted(str(f.relative_to(p.parent)) for f in p.rglob('*') if f.is_file() "
