@@ -21,12 +21,13 @@ TOX_PATH := $(if $(PYENV_BINS),$(PYENV_BINS):)$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: help demo test qa bench evidence services pythons clean
+.PHONY: help demo test qa docs docs-serve bench evidence services pythons clean
 
 help:
 	@echo "make demo   - migrate and serve the demo chat with daphne on http://$(HOST):$(PORT)/"
 	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis, PostgreSQL and Chromium first)"
 	@echo "make qa     - ruff check + mypy (tox env qa)"
+	@echo "make docs   - build the docs site strictly into site/ (make docs-serve: live on http://127.0.0.1:8001/)"
 	@echo "make bench  - python -m bench in .venv (BENCH_ARGS=--quick: under two minutes)"
 	@echo "make evidence - the README's guarantee figures from their tests -> bench/evidence.md (~10 min)"
 
@@ -45,6 +46,16 @@ demo: $(VENV)/.installed
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install -q -e ".[tests,bench]"
 	touch $@
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
 
 # BENCH_ARGS=--quick for the two-minute version.
 bench: $(VENV)/.bench-installed
@@ -86,4 +97,4 @@ qa: $(TOX)
 	PATH="$(TOX_PATH)" $(TOX) run -e qa
 
 clean:
-	rm -rf .tox build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .tox build dist site *.egg-info .mypy_cache .ruff_cache .pytest_cache

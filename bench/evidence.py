@@ -1,6 +1,6 @@
-"""``python -m bench.evidence``: the README's reliability and presence figures, from the tests that hold them.
+"""``python -m bench.evidence``: the reliability and presence figures of the docs, from the tests that hold them.
 
-Runs the tests behind each guarantee of the README (Reliability, Presence) ``--runs``
+Runs the tests behind each guarantee of docs/reliability.md and docs/guides/presence.md ``--runs``
 times (the three long ones in the first run only), in one pytest process per run, and writes:
 
 - ``bench/evidence.md``: per guarantee, the test that holds it, the bound it asserts, and

@@ -1,4 +1,4 @@
-"""The README's production settings ("In a Django project") pass ``manage.py check --deploy``."""
+"""The production settings of the docs (Getting started, "In a Django project") pass ``manage.py check --deploy``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ MARKER = "# settings.py (mysite)"
 
 
 def readme_settings() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "getting-started.md").read_text(), flags=re.S)
     [block] = [b for b in blocks if b.startswith(MARKER)]
     return block
 
