@@ -56,6 +56,8 @@ local function trim()
   if age <= 0 then return end
   local cutoff = now - age
   for _ = 1, 16 do
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+    if #oldest == 0 or tonumber(oldest[1][2][2]) >= cutoff then return end
     local rows = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
     if #rows == 0 then return end
     for _, row in ipairs(rows) do

@@ -109,33 +109,54 @@ class RoomLog:
         return found
 
     async def receive(self, entry: Entry) -> None:
-        """Deliver ``entry`` (and any offsets missing before it) to the room's sockets here, in order."""
+        """Deliver ``entry`` (and any offsets missing before it) to the room's sockets here, in order.
+
+        When the store cannot be read (to check a new epoch or fill a gap), the
+        entry waits: the room's next entry reads the store again and delivers
+        both, in order. A WARNING is logged.
+        """
         async with self.lock:
-            if self.epoch is None:
-                # No socket here is live yet: the ones joining replay up to the head.
-                await self._start()
+            try:
+                await self._receive(entry)
+            except Exception as exc:
+                now = asyncio.get_running_loop().time()
+                level = logging.DEBUG if now - self.relay.warned < 30.0 else logging.WARNING
+                self.relay.warned = now
+                logger.log(
+                    level,
+                    "History of %r unreadable (%r): message %s:%s is delivered with the room's next one.",
+                    self.group,
+                    exc,
+                    entry.epoch,
+                    entry.offset,
+                )
+
+    async def _receive(self, entry: Entry) -> None:
+        if self.epoch is None:
+            # No socket here is live yet: the ones joining replay up to the head.
+            await self._start()
+            return
+        if entry.epoch != self.epoch:
+            found = await self.relay.store.read(self.group, None, 0, self.limits)
+            if found.epoch != entry.epoch:
+                return  # a late entry of a history that no longer exists
+            await self._resync(Resync(entry.epoch, entry.offset - 1, "epoch"))
+        if entry.offset <= self.cursor:
+            return
+        if entry.offset > self.cursor + 1:
+            missing = entry.offset - self.cursor - 1
+            found = await self.relay.store.read(self.group, self.cursor, missing, self.limits)
+            if found.epoch != self.epoch:
+                await self._resync(Resync(found.epoch, found.head, "epoch"))
                 return
-            if entry.epoch != self.epoch:
-                found = await self.relay.store.read(self.group, None, 0, self.limits)
-                if found.epoch != entry.epoch:
-                    return  # a late entry of a history that no longer exists
-                await self._resync(Resync(entry.epoch, entry.offset - 1, "epoch"))
-            if entry.offset <= self.cursor:
-                return
-            if entry.offset > self.cursor + 1:
-                missing = entry.offset - self.cursor - 1
-                found = await self.relay.store.read(self.group, self.cursor, missing, self.limits)
-                if found.epoch != self.epoch:
-                    await self._resync(Resync(found.epoch, found.head, "epoch"))
-                    return
-                if found.first > self.cursor + 1:
-                    # Trimmed before this process could deliver them: say so rather than skip silently.
-                    await self._resync(Resync(self.epoch, entry.offset - 1, "expired"))
-                else:
-                    for gap in found.entries:
-                        if gap.offset < entry.offset:
-                            await self._deliver(gap)
-            await self._deliver(entry)
+            if found.first > self.cursor + 1:
+                # Trimmed before this process could deliver them: say so rather than skip silently.
+                await self._resync(Resync(self.epoch, entry.offset - 1, "expired"))
+            else:
+                for gap in found.entries:
+                    if gap.offset < entry.offset:
+                        await self._deliver(gap)
+        await self._deliver(entry)
 
     async def _resync(self, resync: Resync) -> None:
         self.epoch, self.cursor = resync.epoch, resync.offset
@@ -160,6 +181,8 @@ class Relay:
         self.members = members
         self.store = store
         self.rooms: dict[str, RoomLog] = {}
+        #: When a store failure was last logged as a WARNING (the rest of an outage logs DEBUG).
+        self.warned = -1e9
 
     def room(self, group: str, limits: Limits) -> RoomLog:
         log = self.rooms.get(group)
