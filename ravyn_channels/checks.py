@@ -17,6 +17,7 @@
 ``W040``              ``check --deploy``: the open-file limit (``ulimit -n``) is below 4096
 ``W010``              ``RedisChannelLayer`` hosts without ``socket_timeout`` (adjusted at startup)
 ``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
+``E090``              a manager with ``history=`` on a layer that is neither channels-redis nor in-memory
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -41,6 +42,7 @@ from .params import REQUIRED
 
 __all__ = [
     "check_channel_layer",
+    "check_history_layers",
     "check_layer_timeouts",
     "check_open_files",
     "check_origins",
@@ -414,6 +416,48 @@ def check_layer_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                     hint=f"Use 'socket_timeout': None (TCP keepalive still detects dead connections), in the host "
                     f"dict and not in the URL's query string, e.g. {_SAFE_HOSTS}.",
                     id="ravyn_channels.W011",
+                )
+            )
+    return messages
+
+
+#: Channel layers history can keep its store beside (``ravyn_channels.history.store.open_store``).
+_HISTORY_LAYERS = (
+    "channels.layers.InMemoryChannelLayer",
+    "channels_redis.core.RedisChannelLayer",
+    "channels_redis.pubsub.RedisPubSubChannelLayer",
+)
+
+
+@register("ravyn_channels")
+def check_history_layers(
+    app_configs: Any = None, managers: Iterable[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E090 a manager with ``history=`` whose channel layer cannot hold a history store."""
+    if managers is None:
+        from .manager import _managers
+
+        managers = list(_managers.values())
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    messages: list[CheckMessage] = []
+    for manager in managers:
+        if getattr(manager, "_history", None) is None:
+            continue
+        try:
+            alias = manager._layer_alias or get_settings().CHANNEL_LAYER
+        except TypeError:  # E004 says so
+            continue
+        config = layers.get(alias)
+        backend = str(config.get("BACKEND", "")) if isinstance(config, dict) else ""
+        if config is not None and backend not in _HISTORY_LAYERS:
+            messages.append(
+                Error(
+                    f"ConnectionManager {manager.name!r} keeps history (history=...) but CHANNEL_LAYERS[{alias!r}] "
+                    f"is {backend or 'unknown'!r}: history lives in the layer's Redis (channels-redis) or in "
+                    "memory (InMemoryChannelLayer), so its broadcasts would fail.",
+                    hint="Use CHANNEL_LAYERS = {'default': ravyn_channels.layers.redis_channel_layer(REDIS_URL)} "
+                    "(or the in-memory layer for one process), or create the manager without history=.",
+                    id="ravyn_channels.E090",
                 )
             )
     return messages

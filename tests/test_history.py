@@ -277,3 +277,38 @@ async def test_store_failure_is_an_explicit_error() -> None:
             await failing.broadcast("x", group="r")
     finally:
         relay.store = saved
+
+
+async def test_broadcast_sync_records_the_message_with_its_position() -> None:
+    async with connect(kept, "/h/sync") as ws:
+        await sync_to_async(manager.broadcast_sync)("from a view", "sync")
+        frame = await receive(ws)
+        assert frame["data"] == "from a view" and Position.parse(frame["position"]).offset >= 1
+        page = await manager.history("sync")
+        assert page.messages[-1].message == "from a view" and str(page.head) == frame["position"]
+
+
+async def test_a_room_rejoined_after_its_last_socket_left_reads_its_cursor_again() -> None:
+    async with connect(kept, "/h/again") as ws:
+        await ws.send_text("one")
+        await receive(ws)
+    for i in range(3):
+        await manager.broadcast(f"while away {i}", group="again")
+    async with connect(kept, "/h/again") as ws:
+        await manager.broadcast("back", group="again")
+        assert (await receive(ws))["data"] == "back"
+        assert await ws.receive_nothing(0.1)
+
+
+def test_history_on_a_layer_that_cannot_hold_it_is_e090() -> None:
+    from django.test import override_settings
+
+    from ravyn_channels.checks import check_history_layers
+
+    odd = {"default": {"BACKEND": "myproject.layers.KafkaLayer"}}
+    with override_settings(CHANNEL_LAYERS=odd):
+        errors = check_history_layers(managers=[manager, plain])
+    assert [e.id for e in errors] == ["ravyn_channels.E090"] and "tests.history" in errors[0].msg
+    redis = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=redis):
+        assert check_history_layers(managers=[manager]) == []

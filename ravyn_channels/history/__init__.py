@@ -313,8 +313,7 @@ class HistoryMixin:
         limits = config.limits
         try:
             async with log.lock:
-                if log.epoch is None:
-                    await log._start()
+                await log.start()
             position: Position | None = None
             reason: str | None = None
             if since is not None and since != "":

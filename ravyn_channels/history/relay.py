@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..websocket import WebSocket, WebSocketDisconnect, WebSocketState
-from .store import Entry, HistoryBackend, Limits, Slice
+from .store import Entry, HistoryBackend, Limits
 
 __all__ = ["Relay", "Resync", "RoomLog"]
 
@@ -100,13 +100,17 @@ class RoomLog:
         self.limits = limits
         self.epoch: str | None = None
         self.cursor = 0
+        #: Set when a socket joins a room that had none here: the cursor is read again
+        #: (this process may have missed the room's messages meanwhile).
+        self.restart = False
         self.lock = asyncio.Lock()
         self.subs: dict[WebSocket, _Sub] = {}
 
-    async def _start(self) -> Slice:
-        found = await self.relay.store.read(self.group, None, 0, self.limits)
-        self.epoch, self.cursor = found.epoch, found.head
-        return found
+    async def start(self) -> None:
+        """Read the room's head as this process's cursor, if not done since the room had sockets here."""
+        if self.epoch is None or self.restart:
+            found = await self.relay.store.read(self.group, None, 0, self.limits)
+            self.epoch, self.cursor, self.restart = found.epoch, found.head, False
 
     async def receive(self, entry: Entry) -> None:
         """Deliver ``entry`` (and any offsets missing before it) to the room's sockets here, in order.
@@ -132,9 +136,9 @@ class RoomLog:
                 )
 
     async def _receive(self, entry: Entry) -> None:
-        if self.epoch is None:
+        if self.epoch is None or self.restart:
             # No socket here is live yet: the ones joining replay up to the head.
-            await self._start()
+            await self.start()
             return
         if entry.epoch != self.epoch:
             found = await self.relay.store.read(self.group, None, 0, self.limits)
@@ -194,7 +198,10 @@ class Relay:
     def subscribe(self, group: str, limits: Limits, ws: WebSocket, render: Render) -> _Sub:
         """Register ``ws`` in ``group`` (queueing) before its process joins the layer group."""
         sub = _Sub(ws, render)
-        self.room(group, limits).subs[ws] = sub
+        log = self.room(group, limits)
+        if not log.subs:
+            log.restart = True
+        log.subs[ws] = sub
         return sub
 
     def leave(self, ws: WebSocket, groups: set[str]) -> None:
