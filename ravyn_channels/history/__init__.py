@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from asgiref.sync import async_to_sync
@@ -145,7 +145,7 @@ class HistoryConfig:
     max_messages: int = 1000
     max_age: float | None = 3600.0
     on_join: int = 0
-    envelope: Callable[[Envelope], Any] | None = field(default=None, compare=False)
+    envelope: Callable[[Envelope], Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.max_messages, bool) or not isinstance(self.max_messages, int) or self.max_messages < 1:
@@ -230,7 +230,21 @@ def _kind(message: Any, frame: dict[str, Any]) -> tuple[str, str | bytes]:
     return "json", frame["text"]
 
 
+_renderers: dict[tuple[str | None, HistoryConfig], Render] = {}
+
+
 def _renderer(label: str | None, config: HistoryConfig) -> Render:
+    """The room's renderer, shared by its sockets (so a message is enveloped once per process)."""
+    key = (label, config)
+    render = _renderers.get(key)
+    if render is None:
+        if len(_renderers) > 4096:
+            _renderers.clear()
+        render = _renderers[key] = _new_renderer(label, config)
+    return render
+
+
+def _new_renderer(label: str | None, config: HistoryConfig) -> Render:
     envelope = config.envelope
 
     def render(item: Entry | Resync) -> dict[str, Any]:

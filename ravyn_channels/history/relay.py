@@ -59,13 +59,14 @@ class _Sub:
         self.last = 0
         self.pending: list[Entry | Resync] | None = []
 
-    async def offer(self, item: Entry | Resync) -> None:
+    async def offer(self, item: Entry | Resync, frames: dict[Render, dict[str, Any]] | None = None) -> None:
         if self.pending is not None:
             self.pending.append(item)
         else:
-            await self.send(item)
+            await self.send(item, frames)
 
-    async def send(self, item: Entry | Resync) -> None:
+    async def send(self, item: Entry | Resync, frames: dict[Render, dict[str, Any]] | None = None) -> None:
+        """Send ``item`` unless this socket has it already; ``frames`` caches the rendering per renderer."""
         if isinstance(item, Resync):
             self.epoch, self.last = item.epoch, item.offset
             await self._write(item)
@@ -79,14 +80,20 @@ class _Sub:
             return
         self.last = item.offset
         if self.ws.connection_id not in item.skip:
-            await self._write(item)
+            await self._write(item, frames)
 
-    async def _write(self, item: Entry | Resync) -> None:
+    async def _write(self, item: Entry | Resync, frames: dict[Render, dict[str, Any]] | None = None) -> None:
         ws = self.ws
         if ws.application_state is not WebSocketState.CONNECTED or ws.close_code is not None:
             return
+        if frames is None:
+            frame = self.render(item)
+        else:
+            # Sockets of a room share their renderer: one envelope per message, not one per socket.
+            found = frames.get(self.render)
+            frame = frames[self.render] = self.render(item) if found is None else found
         try:
-            await ws.send({"type": "websocket.send", **self.render(item)})
+            await ws.send({"type": "websocket.send", **frame})
         except WebSocketDisconnect:
             pass
 
@@ -170,11 +177,12 @@ class RoomLog:
     async def _deliver(self, entry: Entry) -> None:
         self.cursor = entry.offset
         members = self.relay.members.get(self.group, {})
+        frames: dict[Render, dict[str, Any]] = {}
         for ws, sub in list(self.subs.items()):
             if sub.pending is None and ws not in members:
                 self.subs.pop(ws, None)
                 continue
-            await sub.offer(entry)
+            await sub.offer(entry, frames)
 
 
 class Relay:
