@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .history import HistoryConfig, HistoryPage, HistoryUnavailable, Position, Replay
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -24,11 +25,16 @@ __all__ = [
     "ConnectionManager",
     "Cookie",
     "Header",
+    "HistoryConfig",
+    "HistoryPage",
+    "HistoryUnavailable",
     "Inject",
     "Member",
     "OnlineUser",
+    "Position",
     "Query",
     "Ravyn",
+    "Replay",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketException",
