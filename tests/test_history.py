@@ -312,3 +312,19 @@ def test_history_on_a_layer_that_cannot_hold_it_is_e090() -> None:
     redis = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
     with override_settings(CHANNEL_LAYERS=redis):
         assert check_history_layers(managers=[manager]) == []
+
+
+async def test_a_socket_failing_mid_send_does_not_cost_the_others_the_message() -> None:
+    async with connect(kept, "/h/fail") as a, connect(kept, "/h/fail") as b:
+        await a.send_text("warm")
+        await receive(a)
+        await receive(b)
+        first = next(ws for ws in manager.active_connections if ws.query_params is not None)
+
+        async def broken(message: Any) -> None:
+            raise RuntimeError("Attempt to send on a closed protocol")
+
+        first.send = broken  # type: ignore[method-assign]
+        await manager.broadcast("after", group="fail")
+        got = [await s.receive_text() for s in (a, b) if not await s.receive_nothing(0.2)]
+        assert [json.loads(g)["data"] for g in got] == ["after"]

@@ -96,6 +96,10 @@ class _Sub:
             await ws.send({"type": "websocket.send", **frame})
         except WebSocketDisconnect:
             pass
+        except Exception as exc:
+            # The transport is closing under us (e.g. autobahn's Disconnected): this socket is
+            # gone, the room's other sockets must still get the message.
+            logger.debug("Could not send a history frame to %s (%r)", ws.connection_id, exc)
 
 
 class RoomLog:

@@ -238,15 +238,21 @@ async def test_many_senders_on_two_processes_one_order_for_everyone(
     runs = [asyncio.ensure_future(c.run([a if i % 2 else b], total, deadline)) for i, c in enumerate(clients)]
     await asyncio.sleep(0.5)
 
+    done = asyncio.Event()
+
     async def send(server: Server, tag: str) -> None:
-        async with ws_connect(f"{server.ws}/history/order") as ws:
+        async with ws_connect(f"{server.ws}/history/order", max_queue=None) as ws:
             for start in range(1, per_sender + 1, 50):
                 await ws.send(f"burst:{start}:{start + 49}:{tag}-")
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.5)
+            await done.wait()  # a handler is cancelled soon after its client leaves: stay
 
-    await asyncio.gather(*(send(a if i % 2 else b, f"s{i}") for i in range(senders)))
-    await asyncio.wait_for(asyncio.gather(*runs), max(1.0, deadline - time.monotonic() + 5))
+    sending = asyncio.ensure_future(asyncio.gather(*(send(a if i % 2 else b, f"s{i}") for i in range(senders))))
+    try:
+        await asyncio.wait_for(asyncio.gather(*runs), max(1.0, deadline - time.monotonic() + 5))
+    finally:
+        done.set()
+        await sending
     first = clients[0]
     assert len(first.data) == total and len(set(first.data)) == total
     for client in clients:
