@@ -328,3 +328,10 @@ async def test_a_socket_failing_mid_send_does_not_cost_the_others_the_message() 
         await manager.broadcast("after", group="fail")
         got = [await s.receive_text() for s in (a, b) if not await s.receive_nothing(0.2)]
         assert [json.loads(g)["data"] for g in got] == ["after"]
+
+
+async def test_broadcasts_to_the_whole_manager_stay_plain_frames() -> None:
+    assert manager.history_config(None) is None and manager.history_config("r") is not None
+    async with connect(kept, "/h/one") as a, connect(kept, "/h/two") as b:
+        await manager.broadcast("to everyone")
+        assert await a.receive_text() == "to everyone" and await b.receive_text() == "to everyone"

@@ -174,9 +174,7 @@ class HistoryConfig:
 
 
 #: ``history=``: one config for every room, a mapping room -> config, or a callable room -> config or None.
-HistorySetting: TypeAlias = (
-    HistoryConfig | Mapping[Room | None, HistoryConfig] | Callable[[Room | None], HistoryConfig | None]
-)
+HistorySetting: TypeAlias = HistoryConfig | Mapping[Room, HistoryConfig] | Callable[[Room], HistoryConfig | None]
 
 
 @dataclass(frozen=True)
@@ -287,9 +285,15 @@ class HistoryMixin:
         raise NotImplementedError
 
     def history_config(self, room: Room | None = None) -> HistoryConfig | None:
-        """The history of ``room`` in this manager (``None``: the room keeps none)."""
+        """The history of ``room`` in this manager (``None``: the room keeps none).
+
+        ``room=None`` (everyone connected through the manager) never keeps history:
+        sockets join it whatever room they are in, so its broadcasts stay plain frames.
+        """
         setting = self._history
-        if setting is None or isinstance(setting, HistoryConfig):
+        if setting is None or room is None:
+            return None
+        if isinstance(setting, HistoryConfig):
             return setting
         found = setting.get(room) if isinstance(setting, Mapping) else setting(room)
         if found is not None and not isinstance(found, HistoryConfig):
