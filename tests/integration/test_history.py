@@ -219,8 +219,10 @@ async def test_redis_losing_its_data_gives_a_resync_not_a_wrong_replay(
         async with ws_connect(f"{b.ws}/history/lost?since={kept}") as late:
             frame = json.loads(await asyncio.wait_for(late.recv(), 5))
             assert frame["type"] == "resync" and frame["reason"] == "epoch"
-        logs = a.log() + b.log()
-        assert "Traceback" not in logs, logs[max(0, logs.find("Traceback") - 500) :][:4000]
+        # channels-redis's own background task may log the connection reset when Redis dies;
+        # no traceback may come from ravyn_channels.
+        ours = [t[:3000] for t in (a.log() + b.log()).split("Traceback")[1:] if "/ravyn_channels/" in t[:3000]]
+        assert ours == []
     finally:
         redis_proc.kill()
         redis_proc.wait(5)
