@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .denial import DenialResponse, WebSocketDenial
 from .history import HistoryConfig, HistoryPage, HistoryUnavailable, Position, Replay
+from .limits import TooManyRooms
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -24,6 +26,7 @@ __all__ = [
     "ChannelsGroup",
     "ConnectionManager",
     "Cookie",
+    "DenialResponse",
     "Header",
     "HistoryConfig",
     "HistoryPage",
@@ -35,7 +38,9 @@ __all__ = [
     "Query",
     "Ravyn",
     "Replay",
+    "TooManyRooms",
     "WebSocket",
+    "WebSocketDenial",
     "WebSocketDisconnect",
     "WebSocketException",
     "WebSocketPayloadError",

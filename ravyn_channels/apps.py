@@ -14,6 +14,7 @@ class RavynChannelsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .auth import connect_signals
         from .conf import get_settings
         from .layers import prepare_layers
         from .servers import install_daphne_adapter
@@ -25,5 +26,6 @@ class RavynChannelsConfig(AppConfig):
         # Before any connection: redis-py 8's 5 s socket timeout must not cut RedisChannelLayer's
         # blocking read (plain consumers share the layer object, so they are fixed too).
         prepare_layers()
+        connect_signals()
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

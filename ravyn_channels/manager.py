@@ -190,6 +190,8 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         the same name are separate), or ``ChannelsGroup(name)`` to join a Channels
         group shared with hand-written consumers (they then receive this manager's
         broadcasts to it, and nothing else).
+        A connection may be in ``RAVYN_CHANNELS["MAX_ROOMS_PER_CONNECTION"]`` rooms of
+        this manager (100); one more raises ``TooManyRooms`` (uncaught: close 1008).
 
         In a room with history (``ConnectionManager(history=...)``) ``since`` is the
         last position the client received (``"<epoch>:<offset>"``): every message
@@ -207,6 +209,8 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
             await websocket.accept()
         hub = await self._hub()
         groups = self._local.get(websocket)
+        if group is not None and groups is not None:
+            _check_room_cap(groups - {self._all, private_group(self._all)}, self.group_name(group), group)
         if groups is None:
             groups = self._local[websocket] = set()
             if websocket.connection_id is None:
@@ -417,6 +421,15 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.group_send)(private_group(self._all), event)
+
+
+def _check_room_cap(rooms: set[str], name: str, room: str | ChannelsGroup) -> None:
+    """Refuse one more room when the connection is in ``MAX_ROOMS_PER_CONNECTION`` of this manager's rooms."""
+    limit = get_settings().MAX_ROOMS_PER_CONNECTION
+    if limit is not None and name not in rooms and len(rooms) >= limit:
+        from .limits import TooManyRooms
+
+        raise TooManyRooms(room if isinstance(room, str) else room.name, limit)
 
 
 def _json_copy(meta: Any) -> dict[str, Any]:
