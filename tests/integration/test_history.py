@@ -108,7 +108,7 @@ async def wait_joined(ws_connect: Any, server: Server, room: str) -> str:
 async def test_clients_resume_on_the_survivor_of_a_sigkill_with_every_message_once_in_order(
     redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, cleanup: Any
 ) -> None:
-    a, b, prefix = cluster(tmp_path, start_server, REDIS_URL)
+    a, b, prefix = cluster(tmp_path, start_server, REDIS_URL, pubsub=True)
     cleanup.append((REDIS_URL, prefix))
     total = 10_000
     deadline = time.monotonic() + 80
@@ -231,7 +231,7 @@ async def test_redis_losing_its_data_gives_a_resync_not_a_wrong_replay(
 async def test_many_senders_on_two_processes_one_order_for_everyone(
     redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, cleanup: Any
 ) -> None:
-    a, b, prefix = cluster(tmp_path, start_server, REDIS_URL, pubsub=True)
+    a, b, prefix = cluster(tmp_path, start_server, REDIS_URL)
     cleanup.append((REDIS_URL, prefix))
     await wait_joined(ws_connect, a, "order")
     per_sender, senders = 300, 6
