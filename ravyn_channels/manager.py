@@ -347,7 +347,7 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         name = self.group_name(group)
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
-        if self._history is not None and await self._history_publish(hub, group, message, frame, skip):
+        if self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
             return
         await hub.deliver(name, frame, skip)
         try:

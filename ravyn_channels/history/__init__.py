@@ -375,14 +375,13 @@ class HistoryMixin:
         return Replay(Position(sub.epoch, sub.last), len(found.entries), reason)
 
     async def _history_publish(
-        self, hub: Any, room: Room | None, message: Any, frame: dict[str, Any], skip: tuple[WebSocket, ...]
+        self, hub: Any, room: Room | None, name: str, message: Any, frame: dict[str, Any], skip: tuple[WebSocket, ...]
     ) -> bool:
-        """``broadcast`` to a room with history: store, deliver here in order, send to the layer."""
+        """``broadcast`` to a room with history (group ``name``): store, deliver here in order, send to the layer."""
         config = self.history_config(room)
         if config is None:
             return False
         relay = relay_for(hub)
-        name = self.group_name(room)
         kind, data = _kind(message, frame)
         skip_ids = tuple(ws.connection_id for ws in skip if ws.connection_id)
         try:
