@@ -9,9 +9,10 @@
   ``on`` the same handler with ``HistoryConfig`` (each message stored, then
   delivered in a JSON envelope with its position). Modes interleave, ``--rounds``
   times; medians.
-- Resume: a client comes back with a position 1,000 messages old; the time is
-  from its connect to the last replayed frame, measured by the client (so an
-  upper bound of the server's time: it includes the handshake and the network).
+- Resume: a client comes back with a position 1,000 messages old: the time from
+  its connect to the last replayed frame, measured by the client, and the time of
+  ``manager.connect`` measured in the handler (the server's time: accept, join,
+  read the history, send the replay).
 - Redis memory: ``MEMORY USAGE`` of a room's stream and meta hash holding 1,000
   messages of 200 bytes.
 Raw figures go to bench/raw/history.json.
@@ -37,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 APP = """\
+import time
+
 from ravyn_channels import ConnectionManager, Ravyn, WebSocket, websocket
 from ravyn_channels.history import HistoryConfig
 
@@ -50,7 +53,11 @@ managers = {
 async def bench_socket(websocket: WebSocket, mode: str, room: str) -> None:
     manager = managers[mode]
     since = websocket.query_params.get("since")
+    start = time.perf_counter()
     await manager.connect(websocket, group=room, since=since or None)
+    if websocket.query_params.get("timing"):
+        # The server's time for connect(): accept, join, read the history, send the replay.
+        await websocket.send_text(f"timing:{(time.perf_counter() - start) * 1000:.2f}")
     async for text in websocket.iter_text():
         if text.startswith("burst:"):
             count, _, size = text[6:].partition(":")
@@ -150,8 +157,11 @@ async def fan_out(servers: list[Daphne], mode: str, clients: int, messages: int)
             await ws.close()
 
 
-async def resume(server: Daphne, missed: int) -> float:
-    """Seconds from connect(since=...) to the last of ``missed`` replayed frames, seen by the client."""
+async def resume(server: Daphne, missed: int) -> tuple[float, float]:
+    """(client, server) seconds for connect(since=...) replaying ``missed`` messages.
+
+    Client: from connect to the last replayed frame. Server: ``manager.connect`` alone,
+    as the handler measured it."""
     from websockets.asyncio.client import connect
 
     room = uuid.uuid4().hex[:8]
@@ -162,10 +172,12 @@ async def resume(server: Daphne, missed: int) -> float:
         for _ in range(missed):
             await ws.recv()
     start = time.perf_counter()
-    async with connect(server.url("on", room, since), max_queue=None) as back:
+    async with connect(server.url("on", room, since) + "&timing=1", max_queue=None) as back:
         for _ in range(missed):
             await back.recv()
-        return time.perf_counter() - start
+        seen = time.perf_counter() - start
+        timing = await back.recv()
+        return seen, float(str(timing).partition(":")[2]) / 1000
 
 
 async def redis_memory(server: Daphne, url: str, prefix: str) -> int:
@@ -220,7 +232,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "broadcasts_per_s_off": rate["off"],
                     "broadcasts_per_s_on": rate["on"],
                     "ratio": rate["on"] / rate["off"],
-                    "resume_1000_ms": 1000 * statistics.median(resumes),
+                    "resume_1000_ms": 1000 * statistics.median(r[0] for r in resumes),
+                    "resume_1000_server_ms": 1000 * statistics.median(r[1] for r in resumes),
                 }
                 if layer == "redis":
                     results[layer]["redis_bytes_per_1000x200"] = await redis_memory(servers[0], url, prefix)
@@ -243,12 +256,14 @@ def main() -> None:
     raw = ROOT / "bench" / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "history.json").write_text(json.dumps(results, indent=2))
-    print("| layer | broadcasts/s off | on | on/off | resume 1,000 (ms, client-side) | Redis bytes / 1,000 x 200 B |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| layer | broadcasts/s off | on | on/off | resume 1,000: client ms | server ms | Redis bytes / 1,000 x 200 B |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for layer, r in results.items():
         print(
             f"| {layer} | {r['broadcasts_per_s_off']:.0f} | {r['broadcasts_per_s_on']:.0f} | {r['ratio']:.2f} | "
-            f"{r['resume_1000_ms']:.0f} | {r.get('redis_bytes_per_1000x200', '-')} |"
+            f"{r['resume_1000_ms']:.0f} | {r['resume_1000_server_ms']:.1f} | {r.get('redis_bytes_per_1000x200', '-')} |"
         )
 
 

@@ -113,7 +113,17 @@ elseif limit > 0 then
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit)
   for i = #newest, 1, -1 do rows[#rows + 1] = newest[i] end
 end
-return {epoch, head, first, rows}
+-- Flat: offset, time, kind, data, skip per entry (half the reply elements of XRANGE's rows).
+local flat = {}
+for _, row in ipairs(rows) do
+  local f = row[2]
+  flat[#flat + 1] = offset_of(row[1])
+  flat[#flat + 1] = f[2]
+  flat[#flat + 1] = f[4]
+  flat[#flat + 1] = f[6]
+  flat[#flat + 1] = f[8] or ''
+end
+return {epoch, head, first, flat}
 """
 )
 
@@ -122,15 +132,16 @@ def _str(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _entry(epoch: str, row: Sequence[Any]) -> Entry:
-    ident, flat = row
-    fields = {_str(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-    kind = _str(fields.get("k", b"text"))
-    raw = fields.get("d", b"")
-    data: str | bytes = bytes(raw) if kind == "bytes" else _str(raw)
-    skip_text = _str(fields.get("s", b""))
-    skip = tuple(json.loads(skip_text)) if skip_text else ()
-    return Entry(epoch, int(_str(ident).split("-", 1)[0]), int(fields.get("t", 0)) / 1000, kind, data, skip)
+def _entries(epoch: str, flat: Sequence[Any]) -> list[Entry]:
+    out = []
+    for i in range(0, len(flat), 5):
+        offset, t, kind_raw, raw, skip_raw = flat[i : i + 5]
+        kind = _str(kind_raw)
+        data: str | bytes = bytes(raw) if kind == "bytes" else _str(raw)
+        skip_text = _str(skip_raw)
+        skip = tuple(json.loads(skip_text)) if skip_text else ()
+        out.append(Entry(epoch, int(offset), int(t) / 1000, kind, data, skip))
+    return out
 
 
 class RedisHistory(HistoryBackend):
@@ -174,9 +185,9 @@ class RedisHistory(HistoryBackend):
             -1 if after is None else max(0, after),
             -1 if limit is None else max(0, limit),
         ]
-        epoch, head, first, rows = await self._read(keys=self.keys(group), args=args, client=self._client(group))
+        epoch, head, first, flat = await self._read(keys=self.keys(group), args=args, client=self._client(group))
         text = _str(epoch)
-        return Slice(text, int(head), int(first), [_entry(text, row) for row in rows])
+        return Slice(text, int(head), int(first), _entries(text, flat))
 
     async def aclose(self) -> None:
         if not self._closed:
