@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import status
 from .denial import DenialResponse, WebSocketDenial
+from .history import HistoryConfig, HistoryPage, HistoryUnavailable, Position, Replay
 from .limits import TooManyRooms
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
@@ -27,11 +28,16 @@ __all__ = [
     "Cookie",
     "DenialResponse",
     "Header",
+    "HistoryConfig",
+    "HistoryPage",
+    "HistoryUnavailable",
     "Inject",
     "Member",
     "OnlineUser",
+    "Position",
     "Query",
     "Ravyn",
+    "Replay",
     "TooManyRooms",
     "WebSocket",
     "WebSocketDenial",

@@ -20,6 +20,7 @@
 ``E060``, ``W060``    topic sockets: see ``ravyn_channels.topics.checks``
 ``W030``              ``TOKEN_MAX_AGE`` over an hour (a copied token connects that long)
 ``W031``              ``MAX_ROOMS_PER_CONNECTION`` is ``None`` (one client may join rooms without bound)
+``E090``              a manager with ``history=`` on a layer that is neither channels-redis nor in-memory
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -44,6 +45,7 @@ from .params import REQUIRED
 
 __all__ = [
     "check_channel_layer",
+    "check_history_layers",
     "check_layer_timeouts",
     "check_limits",
     "check_open_files",
@@ -469,4 +471,46 @@ def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="ravyn_channels.W031",
             )
         )
+    return messages
+
+
+#: Channel layers history can keep its store beside (``ravyn_channels.history.store.open_store``).
+_HISTORY_LAYERS = (
+    "channels.layers.InMemoryChannelLayer",
+    "channels_redis.core.RedisChannelLayer",
+    "channels_redis.pubsub.RedisPubSubChannelLayer",
+)
+
+
+@register("ravyn_channels")
+def check_history_layers(
+    app_configs: Any = None, managers: Iterable[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E090 a manager with ``history=`` whose channel layer cannot hold a history store."""
+    if managers is None:
+        from .manager import _managers
+
+        managers = list(_managers.values())
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    messages: list[CheckMessage] = []
+    for manager in managers:
+        if getattr(manager, "_history", None) is None:
+            continue
+        try:
+            alias = manager._layer_alias or get_settings().CHANNEL_LAYER
+        except TypeError:  # E004 says so
+            continue
+        config = layers.get(alias)
+        backend = str(config.get("BACKEND", "")) if isinstance(config, dict) else ""
+        if config is not None and backend not in _HISTORY_LAYERS:
+            messages.append(
+                Error(
+                    f"ConnectionManager {manager.name!r} keeps history (history=...) but CHANNEL_LAYERS[{alias!r}] "
+                    f"is {backend or 'unknown'!r}: history lives in the layer's Redis (channels-redis) or in "
+                    "memory (InMemoryChannelLayer), so its broadcasts would fail.",
+                    hint="Use CHANNEL_LAYERS = {'default': ravyn_channels.layers.redis_channel_layer(REDIS_URL)} "
+                    "(or the in-memory layer for one process), or create the manager without history=.",
+                    id="ravyn_channels.E090",
+                )
+            )
     return messages

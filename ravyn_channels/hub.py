@@ -19,6 +19,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from .conf import get_settings
+from .history.relay import Relay
 from .layers import idle_timeout, prepare_layer
 from .presence import PRESENCE, timings
 from .presence.store import open_backend
@@ -62,6 +63,8 @@ class _Hub:
         self.presence: Tracker | None = None
         #: manager group -> user id -> this process's sockets of that user (for ``send_to_user``).
         self.by_user: dict[str, dict[str, dict[WebSocket, None]]] = {}
+        #: Room history on this layer (created by the first manager with ``history=``).
+        self.history: Relay | None = None
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel()
@@ -209,7 +212,9 @@ class _Hub:
             group = event.get("group")
             # A private group's members are not a room: nothing is broadcast to them.
             if event.get("origin") != self.channel and isinstance(group, str) and not group.startswith(PRIVATE_PREFIX):
-                await self.deliver(group, frame)
+                # A broadcast with a position goes through the room's history relay (in offset order).
+                if "position" not in event or self.history is None or not await self.history.receive(group, event):
+                    await self.deliver(group, frame)
         elif kind == PERSONAL:
             ws = self.by_id.get(event.get("to", ""))
             if ws is not None:

@@ -28,7 +28,7 @@ from redis import asyncio as aioredis
 
 from .store import Beat, Change, Info, PresenceBackend
 
-__all__ = ["RedisPresence"]
+__all__ = ["RedisPresence", "redis_clients"]
 
 #: Expired members one heartbeat removes per group (the rest go at the next beat;
 #: ``count`` ignores them already).
@@ -191,6 +191,12 @@ return out
 )
 
 
+def redis_clients(hosts: Sequence[Mapping[str, Any]]) -> list[aioredis.Redis]:
+    """One client per layer host, with the layer's settings and ``socket_timeout=None``
+    (blocking reads of an idle store must not time out; see ``redis_channel_layer``)."""
+    return [aioredis.Redis(connection_pool=create_pool({**host, "socket_timeout": None})) for host in hosts]
+
+
 def _str(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -224,9 +230,7 @@ class RedisPresence(PresenceBackend):
             raise ValueError("RedisPresence needs at least one Redis host.")
         self.prefix = prefix
         self.life_ms = max(1, round(lifetime * 1000))
-        self._clients: list[aioredis.Redis] = [
-            aioredis.Redis(connection_pool=create_pool({**host, "socket_timeout": None})) for host in hosts
-        ]
+        self._clients = redis_clients(hosts)
         first = self._clients[0]
         self._join = first.register_script(_JOIN)
         self._leave = first.register_script(_LEAVE)

@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Beat", "Change", "MemoryPresence", "PresenceBackend", "open_backend"]
+__all__ = ["Beat", "Change", "MemoryPresence", "PresenceBackend", "open_backend", "redis_location"]
 
 Info = dict[str, Any]
 
@@ -148,24 +148,32 @@ def open_backend(layer: Any, lifetime: float) -> PresenceBackend:
             if store is None:
                 store = _memory[layer] = MemoryPresence()
         return store
+    hosts, prefix = redis_location(layer, "Presence", "create the manager without presence=True")
+    from .redis_store import RedisPresence
+
+    return RedisPresence(hosts, prefix, lifetime)
+
+
+def redis_location(layer: Any, feature: str, otherwise: str) -> tuple[list[dict[str, Any]], str]:
+    """The Redis ``hosts`` and key ``prefix`` of a channels-redis ``layer`` (for stores beside it).
+
+    ``feature`` and ``otherwise`` name, in the error for any other layer, what
+    needs Redis and how to do without it.
+    """
     from channels_redis.core import RedisChannelLayer
     from channels_redis.pubsub import RedisPubSubChannelLayer
     from channels_redis.utils import decode_hosts
 
     kind = type(layer)
     if isinstance(layer, RedisChannelLayer):
-        hosts, prefix = list(layer.hosts), str(layer.prefix)
-    elif isinstance(layer, RedisPubSubChannelLayer):
+        return list(layer.hosts), str(layer.prefix)
+    if isinstance(layer, RedisPubSubChannelLayer):
         kwargs = dict(layer._kwargs)
         if layer._args:
             kwargs.setdefault("hosts", layer._args[0])
-        hosts, prefix = decode_hosts(kwargs.get("hosts")), str(kwargs.get("prefix", "asgi"))
-    else:
-        raise RuntimeError(
-            f"Presence needs a channels-redis layer (many processes) or InMemoryChannelLayer (one "
-            f"process); CHANNEL_LAYERS has {kind.__module__}.{kind.__qualname__}. Use "
-            "ravyn_channels.layers.redis_channel_layer(url) or create the manager without presence=True."
-        )
-    from .redis_store import RedisPresence
-
-    return RedisPresence(hosts, prefix, lifetime)
+        return decode_hosts(kwargs.get("hosts")), str(kwargs.get("prefix", "asgi"))
+    raise RuntimeError(
+        f"{feature} needs a channels-redis layer (many processes) or InMemoryChannelLayer (one "
+        f"process); CHANNEL_LAYERS has {kind.__module__}.{kind.__qualname__}. Use "
+        f"ravyn_channels.layers.redis_channel_layer(url) or {otherwise}."
+    )
