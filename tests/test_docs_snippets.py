@@ -81,6 +81,7 @@ def test_fragment_is_valid_python(snippet: Snippet) -> None:
     compile(snippet.code, snippet.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # fragments of handlers await
 
 
+@pytest.mark.django_db  # a snippet's tests connect as a user would: the consumer checks connections
 @pytest.mark.parametrize("snippet", [s for s in ALL if s.kind == "module"], ids=lambda s: s.id)
 async def test_module_runs(snippet: Snippet, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(routing, "_registry", [])
