@@ -38,7 +38,16 @@ from .conf import get_settings
 from .history import HistoryConfig, HistoryMixin, HistorySetting, Position, Replay
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
-from .rooms import _VALID_GROUP, ChannelsGroup, Room, group_name, manager_group, private_group, room_label
+from .rooms import (
+    _VALID_GROUP,
+    PRIVATE_PREFIX,
+    ChannelsGroup,
+    Room,
+    group_name,
+    manager_group,
+    private_group,
+    room_label,
+)
 from .websocket import WebSocket, WebSocketState
 
 __all__ = ["BroadcastMixin", "ChannelsGroup", "ConnectionManager", "broadcast_event", "group_name"]
@@ -210,7 +219,8 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         hub = await self._hub()
         groups = self._local.get(websocket)
         if group is not None and groups is not None:
-            _check_room_cap(groups - {self._all, private_group(self._all)}, self.group_name(group), group)
+            rooms = {g for g in groups if g != self._all and not g.startswith(PRIVATE_PREFIX)}
+            _check_room_cap(rooms, self.group_name(group), group)
         if groups is None:
             groups = self._local[websocket] = set()
             if websocket.connection_id is None:
@@ -424,7 +434,11 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
 
 
 def _check_room_cap(rooms: set[str], name: str, room: str | ChannelsGroup) -> None:
-    """Refuse one more room when the connection is in ``MAX_ROOMS_PER_CONNECTION`` of this manager's rooms."""
+    """Refuse one more room when the connection is in ``MAX_ROOMS_PER_CONNECTION`` of this manager's rooms.
+
+    ``rooms`` are the connection's room groups: not the manager's own group, nor the private
+    groups (messages to users, presence events) it joins beside them.
+    """
     limit = get_settings().MAX_ROOMS_PER_CONNECTION
     if limit is not None and name not in rooms and len(rooms) >= limit:
         from .limits import TooManyRooms
