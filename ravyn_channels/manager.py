@@ -37,7 +37,16 @@ from channels.layers import get_channel_layer
 from .conf import get_settings
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
-from .rooms import _VALID_GROUP, ChannelsGroup, Room, group_name, manager_group, private_group, room_label
+from .rooms import (
+    _VALID_GROUP,
+    PRIVATE_PREFIX,
+    ChannelsGroup,
+    Room,
+    group_name,
+    manager_group,
+    private_group,
+    room_label,
+)
 from .websocket import WebSocket, WebSocketState
 
 __all__ = ["BroadcastMixin", "ChannelsGroup", "ConnectionManager", "broadcast_event", "group_name"]
@@ -183,7 +192,9 @@ class ConnectionManager(PresenceMixin):
         hub = await self._hub()
         groups = self._local.get(websocket)
         if group is not None and groups is not None:
-            _check_room_cap(groups - {self._all, private_group(self._all)}, self.group_name(group), group)
+            # Rooms only: not the manager's own groups nor the private groups that carry presence.
+            rooms = {name for name in groups if name != self._all and not name.startswith(PRIVATE_PREFIX)}
+            _check_room_cap(rooms, self.group_name(group), group)
         if groups is None:
             groups = self._local[websocket] = set()
             if websocket.connection_id is None:

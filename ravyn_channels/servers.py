@@ -123,7 +123,7 @@ def _path(protocol: Any) -> str:
 
 def _client(protocol: Any) -> str:
     addr = getattr(protocol, "client_addr", None)
-    return f"{addr[0]}:{addr[1]}" if addr else "?"
+    return escape(f"{addr[0]}:{addr[1]}") if addr else "?"  # daphne --proxy-headers: client-written
 
 
 def _send(protocol: Any, message: dict[str, Any]) -> None:
