@@ -59,6 +59,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from . import status
 from .params import Query
+from .safetext import escape
 from .websocket import WebSocket, WebSocketException, WebSocketState
 
 __all__ = [
@@ -248,7 +249,7 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         await websocket.close(code, reason)
         return
     path, handler = websocket.scope.get("path"), consumer.route.qualname
-    logger.info("Closing websocket %s (%s) with %d: %s.", path, handler, code, reason)
+    logger.info("Closing websocket %s (%s) with %d: %s.", escape(path), handler, code, escape(reason))
     # As the consumer closes for an oversized frame: the close frame, then WebSocketDisconnect(code)
     # at the handler's next receive.
     websocket.application_state = WebSocketState.DISCONNECTED

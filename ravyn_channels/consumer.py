@@ -359,7 +359,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             try:
                 await self._send({"type": "websocket.close", "code": code})
             except Exception as exc:  # the server could not write: the client has gone
-                logger.debug("Close of websocket %s not sent (%r)", self.scope["path"], exc)
+                logger.debug("Close of websocket %s not sent (%r)", escape(self.scope["path"]), exc)
         ws._client_gone(code, why)
         self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
         self._closing = True

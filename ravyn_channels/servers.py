@@ -123,7 +123,7 @@ def _path(protocol: Any) -> str:
 
 def _client(protocol: Any) -> str:
     addr = getattr(protocol, "client_addr", None)
-    return f"{addr[0]}:{addr[1]}" if addr else "?"
+    return escape(f"{addr[0]}:{addr[1]}") if addr else "?"  # daphne --proxy-headers: client-written
 
 
 def _send(protocol: Any, message: dict[str, Any]) -> None:
@@ -133,10 +133,13 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
         raise ValueError(
             f"Got invalid WebSocket reply message {message!r}: it has both 'bytes' and 'text'; send one of them."
         )
+    if getattr(protocol, "_rc_dropped", False):
+        return  # dropped for SEND_BUFFER_LIMIT: the abort is under way, the disconnect follows
     limit = get_settings().SEND_BUFFER_LIMIT
     if limit is not None:
         unsent = _unsent_bytes(protocol.transport)
         if unsent > limit:
+            protocol._rc_dropped = True
             logger.warning(
                 "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
                 "it is not reading.",
@@ -473,10 +476,13 @@ def install_daphne_adapter() -> bool:
     # Pongs go out like any frame: a client that pings and never reads grows the unsent
     # buffer, so the send bound counts them too.
     def onPing(self: Any, payload: bytes) -> None:
+        if getattr(self, "_rc_dropped", False):
+            return  # dropped already: the rest of this read's pings get no pong and no WARNING
         limit = get_settings().SEND_BUFFER_LIMIT
         if limit is not None and self.state == AutobahnProtocol.STATE_OPEN:
             unsent = _unsent_bytes(self.transport)
             if unsent > limit:
+                self._rc_dropped = True
                 logger.warning(
                     "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
                     "it sends pings and is not reading pongs.",

@@ -168,3 +168,23 @@ async def test_password_change_closes_open_token_connections() -> None:
         ada.set_password("new")
         await sync_to_async(ada.save)()
         assert await a.wait_closed() == 1008
+
+
+@websocket("/auth/hold/{room}", permissions=[IsAuthenticated])
+async def hold_room(websocket: WebSocket, room: str, user: Any = Inject(token_user)) -> None:
+    await websocket.accept(subprotocol=token_subprotocol(websocket))
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
+
+
+async def test_revocation_close_log_line_escapes_the_client_path(rc_logs: pytest.LogCaptureFixture) -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    ada = await make_user("ada")
+    path = "/auth/hold/a%0D%0AFORGED%E2%80%AE"
+    async with connect(hold_room, path, subprotocols=["bearer", await aissue_token(ada)]) as a:
+        await arevoke_tokens(ada)
+        assert await a.wait_closed() == 1008
+    [line] = [r.getMessage() for r in rc_logs.records if "token revoked" in r.getMessage()]
+    assert "\n" not in line and "\r" not in line and "\u202e" not in line
+    assert "/auth/hold/a\\r\\nFORGED\\u202e" in line

@@ -557,3 +557,29 @@ def test_client_backoff_doubles_with_jitter_and_a_cap() -> None:
         delays = [backoff_delay(attempt) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 100  # jitter: clients that dropped together do not come back together
+
+
+capped = TopicSocket("/tests/capped")
+hall = capped.topic("hall:{n:int}", presence=True)
+
+
+async def test_rooms_cap_counts_a_presence_topic_once_and_a_refusal_is_a_reply(
+    settings: Any, rc_logs: pytest.LogCaptureFixture
+) -> None:
+    # A presence topic is one room of its manager (its private presence group is not a second
+    # one), and MAX_ROOMS_PER_CONNECTION below TOPICS_MAX_PER_SOCKET refuses a join with a reply.
+    settings.RAVYN_CHANNELS = {**settings.RAVYN_CHANNELS, "MAX_ROOMS_PER_CONNECTION": 3}
+    async with topic_client(capped) as client:
+        for n in (1, 2, 3):
+            await client.join(f"hall:{n}")
+        with pytest.raises(ReplyError, match="too many rooms"):
+            await client.join("hall:4")
+        await client.leave("hall:1")
+        await client.join("hall:4")
+    assert "Traceback" not in rc_logs.text and "never retrieved" not in rc_logs.text
+
+
+def test_topic_socket_path_takes_no_parameters() -> None:
+    # "/org/{org}/live" would share "room:1" between every org's clients: refused at declaration.
+    with pytest.raises(ValueError, match=r"takes no parameters.*topic names"):
+        TopicSocket("/tests/org/{org}/live")

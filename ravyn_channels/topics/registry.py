@@ -216,6 +216,14 @@ class TopicSocket:
         max_message_size: int | None = None,
         authenticate: Callable[..., Any] | None = None,
     ):
+        if "{" in path or "}" in path:
+            # Topics belong to the socket, not to a path value: "/org/{org}/live" would let every
+            # org's clients share "room:1". Put the parameter in the topic names instead.
+            raise ValueError(
+                f"TopicSocket({path!r}): a topic socket's path takes no parameters (its topics are shared by "
+                "every path). Put them in the topic names (live.topic('org:{org}:room:{id}')) and authorize "
+                "joins with the topic's permissions or join handler."
+            )
         self.path = path
         self.topics: list[Topic] = []
         self.manager = ConnectionManager(f"ravyn.topics:{path}")

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import status
 from ..conf import get_settings
+from ..limits import TooManyRooms
 from ..permissions import check_permissions
 from ..resolver import Cleanup, run_cleanups
+from ..safetext import escape
 from ..websocket import WebSocket, WebSocketDisconnect, WebSocketException, WebSocketState
 from . import protocol
 from .handlers import Joined, TopicError
@@ -126,7 +128,7 @@ class Session:
         ws = self.ws
         logger.info(
             "Closing topic socket %s with %d: no frame within %ss (TOPICS_HEARTBEAT_TIMEOUT).",
-            ws.scope["path"],
+            escape(ws.scope["path"]),
             protocol.CLOSE_HEARTBEAT_TIMEOUT,
             self.heartbeat,
         )
@@ -163,7 +165,7 @@ class Session:
             elif len(member.frames) >= self.backlog:
                 logger.warning(
                     "Closing topic socket %s with 1013: %d unanswered frames on %r (INBOX_SIZE).",
-                    self.ws.scope["path"],
+                    escape(self.ws.scope["path"]),
                     self.backlog,
                     frame.topic,
                 )
@@ -241,13 +243,21 @@ class Session:
         except Exception as exc:
             await self._drop_cleanups(member)
             reason = self._failure(exc, topic, "join")
-            logger.info("Refused join of %r on %s: %s", member.name, ws.scope["path"], reason.get("reason"))
+            logger.info(
+                "Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), escape(reason.get("reason"))
+            )
             await self.reply(frame, "error", reason)
             return False
         meta = None
         if isinstance(response, Joined):
             response, meta = response.response, response.meta
-        await topic.manager.connect(ws, group=member.name, meta=meta if topic.presence else None)
+        try:
+            await topic.manager.connect(ws, group=member.name, meta=meta if topic.presence else None)
+        except TooManyRooms as exc:  # MAX_ROOMS_PER_CONNECTION of this topic's manager
+            await self._drop_cleanups(member)
+            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), exc.reason)
+            await self.reply(frame, "error", {"reason": exc.reason})
+            return False
         member.state = "joined" if member.state == "joining" else member.state
         await self.reply(frame, "ok", {} if response is None else response)
         if topic.presence:

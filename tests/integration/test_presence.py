@@ -349,7 +349,7 @@ async def test_joins_and_leaves_reach_a_subscriber_on_the_other_process_once_and
         # And nothing more: the next frame is a marker's join (a stray or repeated frame before it
         # would fail the watcher's checks: numbers consecutive, no one joins or leaves twice).
         async with ws_connect(url(b, room, nick="marker")) as marker:
-            marker_id = await pid(marker)
+            marker_id = await pid(marker)  # presence frames name members by their opaque id
             frame = await recv(watching)
             watcher.take(frame)
             assert list(frame["joins"]) == [marker_id] and frame["leaves"] == {}

@@ -17,7 +17,7 @@ public = ConnectionManager("tests.isolation.public", presence=True)
 
 @websocket("/staff/{room}", permissions=[IsStaff])
 async def staff_room(websocket: WebSocket, room: str) -> None:
-    await staff.connect(websocket, group=room, meta={"side": "staff"}, presence=True)
+    await staff.connect(websocket, group=room, meta={"who": websocket.user.username}, presence=True)
     async for text in websocket.iter_text():
         await staff.broadcast(f"staff {room}: {text}", group=room)
 
@@ -25,7 +25,7 @@ async def staff_room(websocket: WebSocket, room: str) -> None:
 @websocket("/open/{room}")
 async def open_room(websocket: WebSocket, room: str) -> None:
     watch = websocket.query_params.get("watch") == "1"
-    await public.connect(websocket, group=room, meta={"side": "open"}, presence=watch)
+    await public.connect(websocket, group=room, meta={"who": "anonymous"}, presence=watch)
     async for text in websocket.iter_text():
         if text == "count":
             await websocket.send_json({"count": await public.count(room)})
