@@ -35,6 +35,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from .conf import get_settings
+from .history import HistoryConfig, HistoryMixin, HistorySetting, Position, Replay
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
 from .rooms import (
@@ -113,7 +114,7 @@ def known_managers() -> list[str]:
     return sorted(_managers)
 
 
-class ConnectionManager(PresenceMixin):
+class ConnectionManager(PresenceMixin, HistoryMixin):
     """Rooms of websockets that span every process sharing the channel layer.
 
     ``name`` identifies the manager across processes (its default room is
@@ -122,9 +123,19 @@ class ConnectionManager(PresenceMixin):
     ``RAVYN_CHANNELS["CHANNEL_LAYER"]``). ``presence=True`` records every
     connection in a store shared by all processes, for ``count``, ``members``,
     ``users`` and presence events (see the README's "Presence").
+    ``history=HistoryConfig(...)`` keeps a bounded history of each room's
+    broadcasts, delivers them with their position and lets sockets resume
+    (``connect(..., since=...)``, ``history()``; see "History and resume").
     """
 
-    def __init__(self, name: str | None = None, *, layer: str | None = None, presence: bool = False):
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        layer: str | None = None,
+        presence: bool = False,
+        history: HistorySetting | None = None,
+    ):
         if name is None:
             module = sys._getframe(1).f_globals.get("__name__", "__main__")
             index = next(_names.setdefault(module, itertools.count()))
@@ -137,6 +148,13 @@ class ConnectionManager(PresenceMixin):
         self.presence = presence
         self._meta: dict[WebSocket, dict[str, Any]] = {}
         self._user_ids: dict[WebSocket, str] = {}
+        if history is not None and not isinstance(history, HistoryConfig) and not callable(history):
+            if not hasattr(history, "get"):
+                raise TypeError(
+                    f"ConnectionManager(history={history!r}): give a HistoryConfig, a mapping room -> "
+                    "HistoryConfig, or a callable room -> HistoryConfig | None."
+                )
+        self._history = history
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.name!r} local={len(self._local)}>"
@@ -167,7 +185,8 @@ class ConnectionManager(PresenceMixin):
         *,
         meta: dict[str, Any] | None = None,
         presence: bool | PresenceCallback = False,
-    ) -> None:
+        since: str | Position | None = None,
+    ) -> Replay | None:
         """Accept ``websocket`` if needed and add it to this manager (and to ``group``).
 
         With ``ConnectionManager(presence=True)``: ``meta`` (JSON data) is kept with
@@ -182,7 +201,15 @@ class ConnectionManager(PresenceMixin):
         broadcasts to it, and nothing else).
         A connection may be in ``RAVYN_CHANNELS["MAX_ROOMS_PER_CONNECTION"]`` rooms of
         this manager (100); one more raises ``TooManyRooms`` (uncaught: close 1008).
+
+        In a room with history (``ConnectionManager(history=...)``) ``since`` is the
+        last position the client received (``"<epoch>:<offset>"``): every message
+        after it is sent first, in order, then the live ones, each once; a
+        position that cannot be continued gets a resync frame instead. Returns a
+        ``Replay`` then (``None`` for rooms without history).
         """
+        if since is not None and since != "":
+            self._require_history(group, "connect(..., since=...)")
         if meta is not None or presence is not False:
             self._require_presence("connect(meta=..., presence=...)")
             if meta is not None:
@@ -210,6 +237,7 @@ class ConnectionManager(PresenceMixin):
                 users = private_group(self._all)
                 groups.add(users)
                 await hub.join(users, websocket)
+        sub = self._history_subscribe(hub, group, websocket)
         joined = []
         for name in (self._all, *(() if group is None else (self.group_name(group),))):
             if name not in groups:
@@ -218,6 +246,9 @@ class ConnectionManager(PresenceMixin):
                 joined.append(name)
         if self.presence:
             await self._track(hub, websocket, joined, group, meta, presence)
+        if sub is not None:
+            return await self._history_resume(hub, group, sub, since)
+        return None
 
     async def _track(
         self,
@@ -276,6 +307,8 @@ class ConnectionManager(PresenceMixin):
             members = hub.members.get(name)
             if members is not None:
                 members.pop(websocket, None)
+        if hub.history is not None:
+            hub.history.leave(websocket, leaving)
         tracked: list[str] = []
         if hub.presence is not None and self.presence:
             tracked = hub.presence.untrack(websocket, websocket.connection_id or "", leaving)
@@ -325,6 +358,8 @@ class ConnectionManager(PresenceMixin):
         name = self.group_name(group)
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
+        if self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
+            return
         await hub.deliver(name, frame, skip)
         try:
             await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
@@ -374,7 +409,10 @@ class ConnectionManager(PresenceMixin):
     async def _group_send(self, message: Any, group: Room | None) -> None:
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         name = self.group_name(group)
-        await layer.group_send(name, {"type": BROADCAST, "group": name, **_frame(message)})
+        frame = _frame(message)
+        if self._history is not None and await self._history_group_send(layer, group, message, frame):
+            return
+        await layer.group_send(name, {"type": BROADCAST, "group": name, **frame})
 
     def broadcast_sync(self, message: Any, group: Room | None = None) -> None:
         """``broadcast`` for sync code: goes through the layer to every process's members."""
@@ -397,7 +435,11 @@ class ConnectionManager(PresenceMixin):
 
 
 def _check_room_cap(rooms: set[str], name: str, room: str | ChannelsGroup) -> None:
-    """Refuse one more room when the connection is in ``MAX_ROOMS_PER_CONNECTION`` of this manager's rooms."""
+    """Refuse one more room when the connection is in ``MAX_ROOMS_PER_CONNECTION`` of this manager's rooms.
+
+    ``rooms`` are the connection's room groups: not the manager's own group, nor the private
+    groups (messages to users, presence events) it joins beside them.
+    """
     limit = get_settings().MAX_ROOMS_PER_CONNECTION
     if limit is not None and name not in rooms and len(rooms) >= limit:
         from .limits import TooManyRooms
