@@ -45,7 +45,8 @@ def _routes(app_configs: Iterable[Any] | None, routes: Iterable[Any] | None) -> 
         return chosen
     names = {config.name for config in app_configs}
     prefixes = tuple(f"{name}." for name in names)
-    return [r for r in chosen if r.endpoint.__module__ in names or r.endpoint.__module__.startswith(prefixes)]
+    modules = [(r, str(getattr(r.function, "__module__", ""))) for r in chosen]  # r.function: partials unwrapped
+    return [r for r, module in modules if module in names or module.startswith(prefixes)]
 
 
 def _shape(route: Any) -> str:

@@ -33,6 +33,7 @@ from .websocket import (
     WebSocketException,
     WebSocketPayloadError,
     WebSocketState,
+    describe_refusal,
 )
 
 if TYPE_CHECKING:
@@ -147,6 +148,9 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.scope = scope
         self.base_send = send
         route = self.route
+        # As FastAPI/Starlette set them: the matched route (``.path`` is the declared path) and its function.
+        scope["route"] = route
+        scope["endpoint"] = route.endpoint
         conf = get_settings()
         self._max_size = route.max_message_size or conf.MAX_MESSAGE_SIZE
         self._overflow = route.inbox_overflow or conf.INBOX_OVERFLOW
@@ -163,13 +167,14 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         refusal = origin_refusal(scope, allowed_origins(route.origins))
         if refusal is not None:
             logger.warning("Refused websocket %s from %s: %s", scope["path"], _client_repr(scope), refusal)
-            await send({"type": "websocket.close"})
+            await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
             return
         try:  # parameters, dependencies, permissions
             kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
         except WebSocketException as exc:
-            logger.info("Refused websocket %s for %s: %s", scope["path"], route.qualname, exc)
-            await send({"type": "websocket.close"})
+            logger.info("Refused websocket %s for %s: %s", scope["path"], route.qualname, describe_refusal(exc))
+            # Before accept a server answers HTTP 403 whatever the code; an in-process client sees it.
+            await send({"type": "websocket.close", "code": exc.code, "reason": exc.reason})
             return
         except Exception:
             logger.exception("Handler %s: a dependency or permission raised; handshake refused", route.qualname)
@@ -229,6 +234,8 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 ws._client_gone(message.get("code", status.WS_1006_ABNORMAL_CLOSURE), message.get("reason"))
                 inbox.put_nowait(message)
                 return
+            else:  # not sent by real servers: the handler's receive() reports it (RuntimeError)
+                inbox.put_nowait(message)
 
     # -- the handler task -----------------------------------------------------------------
 
@@ -244,10 +251,11 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._close(exc.code)
             return
         except WebSocketException as exc:  # a refusal (e.g. check_permissions): 403 or its code
+            path, why = self.scope["path"], describe_refusal(exc)
             if ws.application_state is WebSocketState.CONNECTING:
-                logger.info("Refused websocket %s for %s: %s", self.scope["path"], route.qualname, exc)
+                logger.info("Refused websocket %s for %s: %s", path, route.qualname, why)
             else:
-                logger.info("Closing websocket %s (%s) with %d: %s", self.scope["path"], route.qualname, exc.code, exc)
+                logger.info("Closing websocket %s (%s) with %d: %s", path, route.qualname, exc.code, why)
             await self._close(exc.code, exc.reason)
             return
         except Exception as exc:
@@ -292,7 +300,8 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._closing = True
         if ws.application_state is WebSocketState.CONNECTING:
             ws.application_state = WebSocketState.DISCONNECTED
-            await self.base_send({"type": "websocket.close"})
+            # A server answers HTTP 403 whatever the code; an in-process test client sees it.
+            await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
         elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
             ws.application_state = WebSocketState.DISCONNECTED
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
@@ -360,15 +369,17 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
 def build_consumer(route: WebSocketRoute[Any]) -> type[RavynConsumer]:
     """A ``RavynConsumer`` subclass for ``route``, named after its handler."""
-    name = "".join(part[:1].upper() + part[1:] for part in route.endpoint.__name__.split("_")) + "Consumer"
+    function = route.function
+    base = getattr(function, "__name__", type(function).__name__)
+    name = "".join(part[:1].upper() + part[1:] for part in base.split("_")) + "Consumer"
     cls = type(
         name,
         (RavynConsumer,),
         {
             "route": route,
-            "__module__": route.endpoint.__module__,
+            "__module__": getattr(function, "__module__", None) or __name__,
             "__qualname__": name,
-            "__doc__": route.endpoint.__doc__ or f"Consumer for {route.path}",
+            "__doc__": function.__doc__ or f"Consumer for {route.path}",
         },
     )
     return cls

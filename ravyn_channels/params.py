@@ -60,6 +60,9 @@ class ParameterError(WebSocketException):
         owner = f" of dependency {via}" if via else ""
         super().__init__(reason=f"parameter {name!r}{owner}: {why}")
 
+    def __str__(self) -> str:
+        return self.reason
+
 
 # -- markers -------------------------------------------------------------------------------
 
@@ -175,7 +178,9 @@ def Inject(dependency: Callable[..., Any], *, use_cache: bool = True) -> Any:
 
 
 def qualname(func: Any) -> str:
-    target = func.func if isinstance(func, functools.partial) else func
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
     module = getattr(target, "__module__", None) or type(target).__module__
     name = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}.{name}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from .coerce import Spec
 from .params import REQUIRED, Param, ParameterError
-from .websocket import WebSocket, WebSocketException
+from .websocket import WebSocket, WebSocketException, describe_refusal
 
 __all__ = ["Cleanup", "Plan", "run_cleanups"]
 
@@ -31,7 +31,7 @@ class Slot:
     """One parameter: where its value comes from."""
 
     name: str
-    kind: str  # websocket | path | query | header | cookie | user | inject | keep
+    kind: str  # websocket | path | query | header | cookie | user | inject | reserved | keep
     key: str = ""
     spec: Spec | None = None
     default: Any = REQUIRED
@@ -75,6 +75,8 @@ class Plan:
                 out[p.name] = f"{p.kind}:{p.key}"
             elif p.kind == "inject" and p.dependency is not None:
                 out[p.name] = f"inject:{p.dependency.qualname}"
+            elif p.kind == "reserved":
+                out[p.name] = f"all {p.key}"
             else:
                 out[p.name] = p.kind
         return out
@@ -120,6 +122,8 @@ class Plan:
                 kwargs[p.name] = await context.call(p)
             elif kind == "user":
                 kwargs[p.name] = _user(p, context.websocket)
+            elif kind == "reserved":
+                kwargs[p.name] = _reserved(p.key, context.websocket)
             elif kind == "keep":
                 continue
             else:
@@ -208,7 +212,7 @@ class _Context:
         except ParameterError:
             raise
         except WebSocketException as exc:
-            raise ParameterError(p.name, f"{dep.qualname} refused ({exc})") from exc
+            raise ParameterError(p.name, f"{dep.qualname} refused ({describe_refusal(exc)})") from exc
         except Exception as exc:
             if _is_permission_denied(exc):
                 raise ParameterError(p.name, f"{dep.qualname} refused (PermissionDenied: {exc})") from exc
@@ -262,6 +266,15 @@ def _convert_path(p: Slot, value: Any) -> Any:
         return p.spec.convert(value)
     except ValueError as exc:
         raise ParameterError(p.name, str(exc)) from None
+
+
+def _reserved(name: str, websocket: WebSocket) -> Any:
+    """Ravyn's reserved parameters: ``headers`` (case-insensitive), ``query`` and ``cookies`` (dicts)."""
+    if name == "headers":
+        return websocket.headers
+    if name == "query":
+        return dict(websocket.query_params)
+    return websocket.cookies
 
 
 def _user(p: Slot, websocket: WebSocket) -> Any:

@@ -20,6 +20,7 @@ from django.urls import path as django_path
 from django.urls.converters import get_converters
 
 from .conf import OverflowPolicy
+from .params import qualname
 from .permissions import Permission, check_permissions, permission_list
 from .resolver import Cleanup, Plan, run_cleanups
 from .signatures import plan_for
@@ -111,6 +112,12 @@ def compile_path(path: str, where: str = "route") -> tuple[str, dict[str, type]]
     return route.lstrip("/"), params
 
 
+def _unwrap_partial(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    while isinstance(endpoint, functools.partial):
+        endpoint = endpoint.func
+    return endpoint
+
+
 class WebSocketRoute(Generic[P]):
     """A decorated handler: call it like the function; serve it through ``consumer``."""
 
@@ -126,7 +133,8 @@ class WebSocketRoute(Generic[P]):
         origins: Sequence[str] | None = None,
         permissions: Sequence[Any] | None = None,
     ):
-        where = f"{endpoint.__module__}.{getattr(endpoint, '__qualname__', endpoint)}"
+        function = _unwrap_partial(endpoint)
+        where = qualname(endpoint)
         if not inspect.iscoroutinefunction(endpoint):
             raise TypeError(
                 f"{where}: @websocket handlers must be 'async def' functions; "
@@ -135,7 +143,9 @@ class WebSocketRoute(Generic[P]):
         self.endpoint = endpoint
         self.path = path
         self.route, self.param_types = compile_path(path, where)
-        self.name = name or endpoint.__name__
+        #: The function behind the endpoint (the endpoint itself unless it is a ``functools.partial``).
+        self.function: Callable[..., Awaitable[None]] = function
+        self.name = name or getattr(function, "__name__", type(function).__name__)
         self.inbox_size = inbox_size
         self.inbox_overflow = inbox_overflow
         self.max_message_size = max_message_size
@@ -145,7 +155,8 @@ class WebSocketRoute(Generic[P]):
         self.permissions: tuple[Permission, ...] = permission_list(permissions, where)
         self.plan: Plan = plan_for(endpoint, self.param_types)
         self.qualname = where
-        functools.update_wrapper(self, endpoint)
+        functools.update_wrapper(self, function)
+        self.__wrapped__ = endpoint  # inspect.signature(route) is the endpoint's (a partial's, without bound args)
         from .consumer import build_consumer
 
         self.consumer: type[AsyncWebsocketConsumer] = build_consumer(self)

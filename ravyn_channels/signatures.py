@@ -7,9 +7,11 @@ Each parameter is filled by the first rule that applies:
 3. the ``WebSocket`` (annotated ``WebSocket``, or named ``websocket``, ``socket`` or ``ws``);
 4. a path parameter of the route, by name (converted to the annotation);
 5. the Django user (annotated with a user class, or named ``user``);
-6. a parameter with a default and a simple annotation (``q: int | None = None``): a query
-   parameter, as in FastAPI and Ravyn;
-7. any other parameter with a default keeps it.
+6. Ravyn's reserved names ``headers``, ``query`` and ``cookies`` (unannotated or annotated
+   ``dict``/``Mapping``): every header, query parameter or cookie of the handshake;
+7. a parameter with a simple annotation (``q: str``, ``page: int = 1``, ``q: int | None = None``)
+   or none: a query parameter, as in FastAPI and Ravyn, required when it has no default;
+8. any other parameter with a default keeps it.
 
 Anything else fails decoration with a message naming the handler, the
 parameter and the fix. Dependencies are read the same way (they may take the
@@ -40,10 +42,12 @@ from .params import (
 from .resolver import Call, Plan, Slot
 from .websocket import WebSocket
 
-__all__ = ["WEBSOCKET_NAMES", "plan_for"]
+__all__ = ["RESERVED_NAMES", "WEBSOCKET_NAMES", "plan_for"]
 
 #: Parameter names that receive the ``WebSocket`` when not annotated otherwise.
 WEBSOCKET_NAMES = frozenset({"websocket", "socket", "ws"})
+#: Ravyn's reserved parameter names: every header, query parameter or cookie of the handshake.
+RESERVED_NAMES = frozenset({"headers", "query", "cookies"})
 
 
 class _Unresolved:
@@ -162,6 +166,25 @@ def _user_kind(annotation: Any) -> tuple[bool, bool] | None:
     return (required, optional) if any_user else None
 
 
+def _is_mapping_annotation(annotation: Any) -> bool:
+    """``dict``, ``dict[str, str]``, ``Mapping[...]`` (what a reserved name may be annotated with)."""
+    base = typing.get_origin(annotation) or annotation
+    return isinstance(base, type) and issubclass(base, (dict, Mapping))
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__qualname__ if isinstance(annotation, type) else repr(annotation)
+
+
+def _partial_keywords(func: Any) -> frozenset[str]:
+    """Names bound by ``functools.partial`` keywords: their values are fixed, never read from the client."""
+    names: set[str] = set()
+    while isinstance(func, functools.partial):
+        names.update(func.keywords)
+        func = func.func
+    return frozenset(names)
+
+
 def _default_type(default: Any) -> Any:
     if default is None or default is REQUIRED or default is _EMPTY:
         return str
@@ -215,8 +238,12 @@ def plan_for(
     hints = _annotations(func, signature)
     params: list[Slot] = []
     websocket_param: str | None = None
+    bound = _partial_keywords(func)
     for name, parameter in signature.parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if name in bound:
+            params.append(Slot(name, "keep"))
             continue
         if parameter.kind is parameter.POSITIONAL_ONLY:
             raise TypeError(
@@ -305,23 +332,27 @@ def _plan_param(
         required, optional = user or (False, False)
         user_default = default if default is not _EMPTY else (None if optional else REQUIRED)
         return Slot(name, "user", default=user_default, user_required=required)
+    if name in RESERVED_NAMES and not unresolved and (bare or _is_mapping_annotation(annotation)):
+        return Slot(name, "reserved", key=name)
+    # FastAPI's and Ravyn's rule: a plain parameter is a query parameter (required without a default).
+    if bare and not unresolved:
+        target = _default_type(default)
+        if target is not None:
+            query = QueryParam(REQUIRED if default is _EMPTY else default)
+            return Slot(name, "query", key=name, spec=spec_for(target, where), default=query.default, marker=query)
+    elif not unresolved and is_simple(annotation):
+        query = QueryParam(REQUIRED if default is _EMPTY else default)
+        spec = spec_for(annotation, f"{where}: parameter {name!r}", markers=markers)
+        return Slot(name, "query", key=name, spec=spec, default=query.default, marker=query)
     if default is not _EMPTY:
-        if bare and not unresolved:
-            target = _default_type(default)
-            if target is not None:
-                query = QueryParam(default)
-                return Slot(name, "query", key=name, spec=spec_for(target, where), default=default, marker=query)
-        elif not unresolved and is_simple(annotation):
-            query = QueryParam(default)
-            spec = spec_for(annotation, f"{where}: parameter {name!r}", markers=markers)
-            return Slot(name, "query", key=name, spec=spec, default=default, marker=query)
         return Slot(name, "keep")
     _need_type(annotation, where, name)
     path_names = ", ".join(sorted(path_params)) or "none"
     raise TypeError(
-        f"{where}: parameter {name!r} cannot be filled. Parameters are filled with the WebSocket "
-        "(annotate it 'WebSocket' or name it websocket, socket or ws), the route's path parameters "
-        f"({path_names}), the user ('user'), or what Query(), Header(), Cookie() or Inject() declare. "
-        f"Add '{{{name}}}' to the path, declare its source (e.g. '{name}: str = Query()'), "
-        f"or give {name!r} a default."
+        f"{where}: parameter {name!r} cannot be filled: {_type_name(annotation)} is not a type a query parameter "
+        "can take. Parameters are filled with the WebSocket (annotate it 'WebSocket' or name it websocket, "
+        f"socket or ws), the route's path parameters ({path_names}), the user ('user'), query parameters "
+        "(str, int, float, bool, UUID, Enum, Literal, or lists of them), or what Query(), Header(), Cookie() "
+        f"or Inject() declare. Add '{{{name}}}' to the path, declare its source (e.g. "
+        f"'{name}: str = Query()'), or give {name!r} a default."
     )

@@ -17,6 +17,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from channels.testing import WebsocketCommunicator
 
@@ -28,13 +29,20 @@ __all__ = ["HandshakeRefused", "WebSocketTestSession", "connect"]
 HeadersArg = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | None
 
 
-class HandshakeRefused(Exception):
-    """The application refused the handshake (a real server answers HTTP 403)."""
+class HandshakeRefused(WebSocketDisconnect):
+    """The application refused the handshake (a real server answers HTTP 403).
 
-    def __init__(self, path: str, code: int):
+    ``code`` and ``reason`` are those of the application's close, as
+    FastAPI's test client reports them in its ``WebSocketDisconnect``: 1008
+    for a refusal by a dependency, a parameter or a permission.
+    """
+
+    def __init__(self, path: str, code: int, reason: str | None = None):
         self.path = path
-        self.code = code
-        super().__init__(f"handshake for {path!r} was refused")
+        super().__init__(code, reason)
+
+    def __str__(self) -> str:
+        return f"handshake for {self.path!r} was refused ({self.code}{': ' + self.reason if self.reason else ''})"
 
 
 def _raw_headers(headers: HeadersArg) -> list[tuple[bytes, bytes]]:
@@ -132,12 +140,13 @@ class WebSocketTestSession:
 
     # -- closing --------------------------------------------------------------------------
 
-    async def close(self, code: int = 1000) -> None:
-        """Close from the client side and wait for the application to finish."""
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close from the client side (the handler's ``WebSocketDisconnect`` gets ``code`` and ``reason``)
+        and wait for the application to finish."""
         if self._closed:
             return
         self._closed = True
-        await self._comm.send_input({"type": "websocket.disconnect", "code": code})
+        await self._comm.send_input({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
         await self._comm.wait(self.timeout)
 
 
@@ -167,16 +176,20 @@ async def connect(
     )
     communicator.scope.setdefault("client", ("127.0.0.1", 50000))
     communicator.scope.setdefault("server", ("testserver", 80))
+    communicator.scope.setdefault("raw_path", urlsplit(path).path.encode("latin-1", "replace"))
     if scope:
         communicator.scope.update(scope)
-    connected, detail = await communicator.connect(timeout)
-    if not connected:
+    await communicator.send_input({"type": "websocket.connect"})
+    reply = await communicator.receive_output(timeout)
+    if reply["type"] == "websocket.close":
         await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
         await communicator.wait(timeout)
-        raise HandshakeRefused(path, detail)
+        raise HandshakeRefused(path, reply.get("code") or 1000, reply.get("reason"))
+    if reply["type"] != "websocket.accept":
+        raise AssertionError(f"expected websocket.accept or websocket.close, got {reply!r}")
     session = WebSocketTestSession(communicator, timeout)
-    session.subprotocol = detail
-    session.response_headers = list(communicator.response_headers or [])
+    session.subprotocol = reply.get("subprotocol")
+    session.response_headers = list(reply.get("headers") or [])
     try:
         yield session
     finally:

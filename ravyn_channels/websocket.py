@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import SimpleNamespace
 from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from . import status
 
@@ -22,6 +22,7 @@ __all__ = [
     "URL",
     "Address",
     "Headers",
+    "QueryParams",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketException",
@@ -82,10 +83,17 @@ class WebSocketException(Exception):
         super().__init__(code, self.reason)
 
     def __str__(self) -> str:
-        return self.reason or f"{type(self).__name__}(code={self.code})"
+        return f"{self.code}: {self.reason}"  # Starlette's format
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+def describe_refusal(exc: WebSocketException) -> str:
+    """How log lines name a refusal: a subclass's own ``str``, else the reason (or the class and code)."""
+    if type(exc).__str__ is not WebSocketException.__str__:
+        return str(exc)
+    return exc.reason or f"{type(exc).__name__}(code={exc.code})"
 
 
 class WebSocketState(enum.Enum):
@@ -163,15 +171,101 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self)!r})"
 
 
+class QueryParams(Mapping[str, str]):
+    """The query string as an immutable multi-dict (Starlette's ``QueryParams``, Django's ``QueryDict`` reads).
+
+    ``params["a"]``, ``params.get("a")`` and ``dict(params)`` give the last
+    value sent for a key; ``getlist("a")`` every value, ``multi_items()``
+    every pair in order; ``urlencode()`` (or ``str()``) the encoded query.
+    """
+
+    def __init__(self, query: str | bytes | Iterable[tuple[str, str]] = ""):
+        if isinstance(query, bytes):
+            query = query.decode("latin-1")
+        if isinstance(query, str):
+            self._list = _parse_query(query)
+        else:
+            self._list = [(str(k), str(v)) for k, v in query]
+        self._dict = dict(self._list)
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QueryParams):
+            return NotImplemented
+        return sorted(self._list) == sorted(other._list)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value sent for ``key``, in order (``[]`` when none)."""
+        return [v for k, v in self._list if k == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` pair, repeated keys included, in the order sent."""
+        return list(self._list)
+
+    def lists(self) -> list[tuple[str, list[str]]]:
+        """``(key, every value)`` per key, as Django's ``QueryDict.lists()``."""
+        return [(k, self.getlist(k)) for k in self._dict]
+
+    def urlencode(self) -> str:
+        """The parameters encoded as a query string (``a=1&a=2&b=x``)."""
+        return urlencode(self._list)
+
+    def __str__(self) -> str:
+        return self.urlencode()
+
+    def __repr__(self) -> str:
+        return f"QueryParams({self.urlencode()!r})"
+
+
+def _parse_query(query: str) -> list[tuple[str, str]]:
+    """Parse a query string, bounded by Django's ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` as ``QueryDict`` is."""
+    limit: int | None = None
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    except ImportError:  # pragma: no cover - Django is a dependency
+        pass
+    try:
+        return parse_qsl(query, keep_blank_values=True, max_num_fields=limit)
+    except ValueError:
+        from django.core.exceptions import TooManyFieldsSent
+
+        raise TooManyFieldsSent(
+            f"The query string has more than {limit} parameters (DATA_UPLOAD_MAX_NUMBER_FIELDS)."
+        ) from None
+
+
+_DEFAULT_PORTS = {"ws": 80, "wss": 443, "http": 80, "https": 443}
+
+
+def _bad_mode(method: str, mode: object) -> RuntimeError:
+    # RuntimeError, as Starlette raises: a programming error, not bad client data.
+    return RuntimeError(f'{method}(mode=...) takes "text" or "binary", got {mode!r}.')
+
+
 def _not_connected(what: str) -> RuntimeError:
     return RuntimeError(f'WebSocket is not connected. Need to call "accept" first, before {what}.')
 
 
-class WebSocket:
+class WebSocket(Mapping[str, Any]):
     """One client connection, as seen by a handler.
 
     Create it from an ASGI ``scope``, ``receive`` and ``send``; generated
-    consumers do this for you.
+    consumers do this for you. Like Starlette's, it is also a read-only
+    mapping over its scope (``websocket["subprotocols"]``, ``dict(websocket)``);
+    two sockets are equal only when they are the same object.
     """
 
     def __init__(self, scope: Mapping[str, Any], receive: Receive, send: Send):
@@ -197,6 +291,20 @@ class WebSocket:
         #: Called with the reason when the handler reads before accepting.
         self._on_not_accepted: Callable[[str], Awaitable[None]] | None = None
 
+    # -- the scope as a mapping (Starlette's HTTPConnection) ----------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self.scope[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scope)
+
+    def __len__(self) -> int:
+        return len(self.scope)
+
+    __eq__ = object.__eq__  # not Mapping's: a socket equals only itself
+    __hash__ = object.__hash__
+
     # -- connection facts -------------------------------------------------------------
 
     @property
@@ -214,17 +322,25 @@ class WebSocket:
         host = self.headers.get("host")
         if host is None:
             server = self.scope.get("server")
-            host = f"{server[0]}:{server[1]}" if server else "localhost"
+            if server:
+                name = str(server[0])
+                if ":" in name and not name.startswith("["):  # IPv6
+                    name = f"[{name}]"
+                port = server[1]
+                host = name if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{name}:{port}"
+            else:
+                host = "localhost"
         root = self.scope.get("root_path", "")
         qs = self.scope.get("query_string", b"").decode("latin-1")
         return URL(f"{scheme}://{host}{root}{self.scope['path']}" + (f"?{qs}" if qs else ""))
 
     @property
-    def query_params(self) -> Any:
-        """The query string as an immutable Django ``QueryDict`` (``get``, ``getlist``)."""
-        from django.http import QueryDict
-
-        return QueryDict(self.scope.get("query_string", b""))
+    def query_params(self) -> QueryParams:
+        """The query string: ``get`` (last value), ``getlist``, ``multi_items``, ``urlencode``."""
+        params = self.__dict__.get("_query_params")
+        if params is None:
+            params = self.__dict__["_query_params"] = QueryParams(self.scope.get("query_string", b""))
+        return params
 
     @property
     def headers(self) -> Headers:
@@ -290,6 +406,8 @@ class WebSocket:
             if kind != "websocket.connect":
                 raise RuntimeError(f'Expected "websocket.connect", got {kind!r}.')
             self.client_state = WebSocketState.CONNECTED
+        elif kind != "websocket.receive":
+            raise RuntimeError(f'Expected "websocket.receive" or "websocket.disconnect", got {kind!r}.')
         return message
 
     async def send(self, message: Message) -> None:
@@ -356,8 +474,11 @@ class WebSocket:
         if self.client_state is WebSocketState.CONNECTED:
             # The receive loop's common case, inlined from receive(): one coroutine less per frame.
             message = await self._receive()
-            if message["type"] != "websocket.disconnect":
+            kind = message["type"]
+            if kind == "websocket.receive":
                 return message
+            if kind != "websocket.disconnect":
+                raise RuntimeError(f'Expected "websocket.receive" or "websocket.disconnect", got {kind!r}.')
             self._client_gone(message.get("code", status.WS_1000_NORMAL_CLOSURE), message.get("reason"))
             self.client_state = WebSocketState.DISCONNECTED
         else:
@@ -395,7 +516,7 @@ class WebSocket:
         elif mode == "binary":
             raw = await self.receive_bytes()
         else:
-            raise ValueError(f'receive_json(mode=...) takes "text" or "binary", got {mode!r}.')
+            raise _bad_mode("receive_json", mode)
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -445,13 +566,13 @@ class WebSocket:
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Send ``data`` as compact JSON in a text (default) or binary frame."""
+        if mode not in ("text", "binary"):
+            raise _bad_mode("send_json", mode)
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         if mode == "text":
             await self.send_text(text)
-        elif mode == "binary":
-            await self.send_bytes(text.encode("utf-8"))
         else:
-            raise ValueError(f'send_json(mode=...) takes "text" or "binary", got {mode!r}.')
+            await self.send_bytes(text.encode("utf-8"))
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path')!r} {self.application_state.name.lower()}>"

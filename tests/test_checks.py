@@ -66,7 +66,7 @@ def test_e002_endpoint_replaced_by_a_sync_function() -> None:
 def test_e003_parameter_that_cannot_be_filled() -> None:
     r = route("/unfillable")
 
-    async def needs_room(websocket: WebSocket, room: str) -> None: ...
+    async def needs_room(websocket: WebSocket, room: dict[str, int]) -> None: ...
 
     r.endpoint = needs_room  # replaced after decoration: the check re-reads the signature
     [error] = check_routes(routes=[r])

@@ -231,8 +231,8 @@ def test_dependency_cycle_fails_at_decoration() -> None:
 
 
 def test_unfillable_dependency_parameter_fails_at_decoration() -> None:
-    async def needs_room(room: str) -> str:
-        return room
+    async def needs_room(room: dict[str, int]) -> str:
+        return str(room)
 
     async def h(websocket: WebSocket, r: str = Inject(needs_room)) -> None: ...
 

@@ -64,8 +64,12 @@ EXPECTED = {"item": 5, "token": "abc", "q": 3, "limit": 10, "data": "hi"}
 
 
 def load(imports: str) -> dict[str, Any]:
+    return load_text(HANDLERS, imports)
+
+
+def load_text(text: str, imports: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "ported_handlers"}
-    exec(HANDLERS.format(imports=imports), namespace)
+    exec(text.format(imports=imports), namespace)
     return namespace
 
 
@@ -112,3 +116,96 @@ def test_runs_on_fastapi() -> None:
         with client.websocket_connect("/items/5/ws"):
             pass
     assert info.value.code == 1008
+
+
+# -- A second module: what FastAPI and Starlette code reads from the socket (issue 13) ----------
+
+FACTS = '''\
+{imports}
+
+CLOSED = []
+
+
+def doubled(query_param: int) -> int:
+    return query_param * 2
+
+
+async def facts(websocket: WebSocket, room: str, q: str, twice: int = Depends(doubled)) -> None:
+    await websocket.accept(subprotocol=websocket["subprotocols"][-1])
+    await websocket.send_json(
+        {{
+            "room": room,
+            "q": q,
+            "twice": twice,
+            "params": dict(websocket.query_params),
+            "all_b": websocket.query_params.getlist("b"),
+            "route": websocket.scope["route"].path,
+            "url": str(websocket.url),
+            "error": str(WebSocketException(status.WS_1008_POLICY_VIOLATION, "Policy Violation")),
+        }}
+    )
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect as exc:
+        CLOSED.append((exc.code, exc.reason))
+'''
+
+FACTS_PATH = "/facts/{room}"
+FACTS_URL = "/facts/lobby?q=hi&query_param=21&b=1&b=2"
+FACTS_EXPECTED = {
+    "room": "lobby",
+    "q": "hi",
+    "twice": 42,
+    "params": {"q": "hi", "query_param": "21", "b": "2"},
+    "all_b": ["1", "2"],
+    "route": "/facts/{room}",
+    "url": "ws://testserver/facts/lobby?q=hi&query_param=21&b=1&b=2",
+    "error": "1008: Policy Violation",
+}
+
+
+def test_the_facts_module_differs_only_in_its_import_line() -> None:
+    ours = FACTS.format(imports=OUR_IMPORTS).splitlines()
+    theirs = FACTS.format(imports=FASTAPI_IMPORTS).splitlines()
+    assert [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b] == [0]
+
+
+async def test_facts_on_ravyn_channels() -> None:
+    from ravyn_channels import WebSocketDisconnect
+
+    module = load_text(FACTS, OUR_IMPORTS)
+    route = websocket(FACTS_PATH)(module["facts"])
+    async with connect(route, FACTS_URL, subprotocols=["a", "b"]) as ws:
+        assert ws.subprotocol == "b"
+        assert await ws.receive_json() == FACTS_EXPECTED
+        await ws.close(1001, "bye")
+    assert module["CLOSED"] == [(1001, "bye")]
+    # a plain parameter missing, in the handler, then in the dependency
+    for path in ("/facts/lobby?query_param=21", "/facts/lobby?q=hi"):
+        with pytest.raises(WebSocketDisconnect) as info:
+            async with connect(route, path):
+                pass
+        assert info.value.code == 1008
+
+
+def test_facts_on_fastapi() -> None:
+    fastapi = pytest.importorskip("fastapi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect as StarletteDisconnect
+
+    module = load_text(FACTS, FASTAPI_IMPORTS)
+    app = fastapi.FastAPI()
+    app.add_api_websocket_route(FACTS_PATH, module["facts"])
+    client = TestClient(app)
+    with client.websocket_connect(FACTS_URL, subprotocols=["a", "b"]) as ws:
+        assert ws.accepted_subprotocol == "b"
+        assert ws.receive_json() == FACTS_EXPECTED
+        ws.close(1001, "bye")
+    assert module["CLOSED"] == [(1001, "bye")]
+    for path in ("/facts/lobby?query_param=21", "/facts/lobby?q=hi"):
+        with pytest.raises(StarletteDisconnect) as info:
+            with client.websocket_connect(path):
+                pass
+        assert info.value.code == 1008

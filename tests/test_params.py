@@ -44,8 +44,12 @@ async def test_bad_coercion_raises_parameter_error() -> None:
         await route.plan.resolve("WS", {"item": "x"})  # type: ignore[arg-type]
 
 
+class Room:
+    """Not a type a query parameter can take."""
+
+
 def test_unfillable_parameter_names_handler_and_fix() -> None:
-    async def needs_room(websocket: WebSocket, room: str) -> None: ...
+    async def needs_room(websocket: WebSocket, room: Room) -> None: ...
 
     with pytest.raises(TypeError, match=r"needs_room: parameter 'room' cannot be filled.*Add '\{room\}' to the path"):
         websocket("/nothing")(needs_room)

@@ -32,8 +32,8 @@ def describe(route: WebSocketRoute[Any]) -> dict[str, Any]:
     return {
         "path": route.path,
         "name": route.name,
-        "handler": getattr(route.endpoint, "__qualname__", None) or route.name,
-        "module": getattr(route.endpoint, "__module__", None) or "?",
+        "handler": getattr(route.function, "__qualname__", None) or route.name,
+        "module": getattr(route.function, "__module__", None) or "?",
         "permissions": [permission_name(p) for p in route.permissions],
         "origins": origins,
         "origins_from": source,
