@@ -311,6 +311,8 @@ class ConnectionManager(PresenceMixin):
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
         await hub.deliver(name, frame, skip)
+        if hub.alone_in(name):
+            return
         try:
             await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
         except Exception as exc:

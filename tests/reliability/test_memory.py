@@ -40,8 +40,9 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(start_server: Sta
     assert growth <= 5 * MIB
 
 
-async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_connect: Any) -> None:
-    server = start_server(APP)
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_connect: Any, kind: str) -> None:
+    server = start_server(APP, server=kind)
     before = await stats(ws_connect, server)
     slow = await asyncio.to_thread(open_raw, server.port, "/room/busy")  # joins, never reads
     try:
@@ -61,6 +62,33 @@ async def test_slow_reader_does_not_slow_its_room(start_server: StartServer, ws_
         slow.close()
     growth = after["rss_kib"] - before["rss_kib"]
     print(f"room with a slow reader: 20000 x 1 KB reached the reading client in {elapsed:.2f}s; RSS +{growth} KiB")
+    assert "it is not reading" in server.log()
+    assert growth <= 5 * MIB
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_producer_that_never_yields_loses_nothing_for_a_reader(
+    start_server: StartServer, ws_connect: Any, kind: str
+) -> None:
+    """A handler broadcasting in a tight loop: a reading member gets every message, in order;
+    a member that reads nothing is dropped at SEND_BUFFER_LIMIT and never makes a broadcast wait."""
+    server = start_server(APP, server=kind)
+    before = await stats(ws_connect, server)
+    slow = await asyncio.to_thread(open_raw, server.port, "/room/tight")  # joins, never reads
+    count = 20000
+    try:
+        async with ws_connect(f"{server.ws}/room/tight") as reader, ws_connect(f"{server.ws}/room/tight") as blaster:
+            await asyncio.sleep(0.2)
+            await blaster.send(f"tight:{count}")
+            for i in range(count):
+                message = await asyncio.wait_for(reader.recv(), 10)
+                assert message[:8] == f"{i:08d}", f"message {i} out of order or lost: got {message[:8]!r}"
+            assert await asyncio.wait_for(blaster.recv(), 10) == "blasted"
+        after = await stats(ws_connect, server)
+    finally:
+        slow.close()
+    growth = after["rss_kib"] - before["rss_kib"]
+    print(f"{kind}: tight producer, {count} x 1 KB in order to the reader; RSS +{growth} KiB")
     assert "it is not reading" in server.log()
     assert growth <= 5 * MIB
 
