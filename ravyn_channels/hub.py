@@ -19,7 +19,7 @@ from typing import Any
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .conf import get_settings
-from .layers import idle_timeout, prepare_layer
+from .layers import idle_timeout, new_process_channel, prepare_layer
 from .outbox import behind, post
 from .presence import PRESENCE, timings
 from .presence.store import open_backend
@@ -61,7 +61,7 @@ class _Hub:
         self.by_user: dict[str, dict[str, dict[WebSocket, None]]] = {}
 
     async def start(self) -> None:
-        self.channel = await self.layer.new_channel()
+        self.channel = await new_process_channel(self.layer)
         loop = asyncio.get_running_loop()
         self.reader = loop.create_task(self._read())
         self.maintainer = loop.create_task(self._maintain())
