@@ -26,6 +26,7 @@ APPS = {
     "raw": "bench.apps.raw:application",
     "ravyn": "bench.apps.ravyn:application",
     "listloop": "bench.apps.listloop:application",
+    "presence": "bench.apps.presence:application",
 }
 
 
@@ -94,6 +95,7 @@ class Server:
             BENCH_PREFIX=prefix,
             PYTHONUNBUFFERED="1",
         )
+        self.env = env
         self.log_path = logdir / f"{server}-{variant}-{layer}-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
