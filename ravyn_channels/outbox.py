@@ -16,10 +16,11 @@ that found a member behind yields once to the event loop (which writes the
 buffers out) before the next one, instead of running ahead without limit.
 
 Servers: under daphne (with the adapter) a send never waits, and the unsent
-bytes are those of the Twisted transport (``servers.py``). Under uvicorn the
-ASGI ``send`` waits while the transport's buffer is over its high-water mark;
-that is what "cannot take more" means there. Under another server every
-message is awaited in turn (no outbox), as before.
+bytes are those of the Twisted transport (``servers.py``). Under uvicorn (its
+default websockets-sansio protocol, and wsproto) the ASGI ``send`` waits while
+the transport's buffer is over its high-water mark; that is what "cannot take
+more" means there. Under another server (or uvicorn's legacy ``--ws
+websockets``) every message is awaited in turn (no outbox), as before.
 """
 
 from __future__ import annotations
