@@ -455,6 +455,25 @@ def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
 
 
+class QuietRoom(Room):
+    """A ``Room`` that knows when it last received anything."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.last = now()
+
+    def on_text(self, conn: Conn, data: bytes) -> None:
+        self.last = now()
+        super().on_text(conn, data)
+
+    async def quiet(self, idle: float = 2.0, limit: float = 120.0) -> None:
+        """Wait until nothing has arrived for ``idle`` seconds: late warm-up broadcasts (a slow
+        variant may have several queued) must not count in the first measured ones."""
+        t0 = now()
+        while now() - self.last < idle and now() - t0 < limit:  # noqa: ASYNC110  (polls a timestamp)
+            await asyncio.sleep(0.25)
+
+
 async def timed_broadcasts(room: Room, samples: int, limit: float) -> tuple[list[float], int]:
     """Up to ``samples`` broadcasts one at a time within ``limit`` seconds: until-last times, losses."""
     took: list[float] = []
@@ -495,7 +514,7 @@ async def scale_room(spec: dict[str, Any]) -> dict[str, Any]:
     for name, target in spec["targets"].items():
         pids = target["pids"]
         rss0 = await settled_rss(pids, 0.5)
-        room = Room(spec["clients"])
+        room = QuietRoom(spec["clients"])
         t = now()
         room.conns = await open_many(target["urls"], spec["clients"], room.on_text, concurrency=spec["concurrency"])
         opened = now() - t
@@ -508,6 +527,7 @@ async def scale_room(spec: dict[str, Any]) -> dict[str, Any]:
         if not await room.warm(timeout=spec["limit"]):
             result["error"] = f"only {room.seen} of {room.n} clients got a warm-up broadcast"
         else:
+            await room.quiet(limit=spec["limit"])
             calls0 = redis_calls(spec.get("redis"))
             took, lost = await timed_broadcasts(room, spec["samples"], spec["limit"])
             rate, lost2, done = await sustained(room, spec["window"], spec["slice"])
@@ -542,7 +562,7 @@ async def scale_chat(spec: dict[str, Any]) -> dict[str, Any]:
 async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     urls = target["urls"]  # each ends in /fanout/chat: room r is /fanout/chat<r>
     members = spec["members"]
-    rooms = [Room(members) for _ in range(spec["rooms"])]
+    rooms = [QuietRoom(members) for _ in range(spec["rooms"])]
     gate = asyncio.Semaphore(spec["concurrency"])
 
     async def one(r: int, room: Room, i: int) -> Conn:
@@ -557,6 +577,7 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
         warmed = await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
         if not all(warmed):
             return {"error": f"{warmed.count(False)} rooms not warmed within {spec['limit']} s"}
+        await asyncio.gather(*(room.quiet(limit=spec["limit"]) for room in rooms))
         lat: list[float] = []
         lost = [0]
         t0, c0 = now(), cpu(target["pids"])
