@@ -70,11 +70,13 @@ async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, ind
             _, listener = await ws_connect(
                 lambda: Conn(on_text, index), url, extra_headers=HEADERS, websocket_handshake_timeout=10
             )
+            if listener is None:  # the server closed it during the handshake (busy accepting thousands)
+                raise ConnectionError(f"{url}: closed during the handshake")
             return listener  # type: ignore[return-value]
         except Exception:
             if attempt == 2:
                 raise
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
@@ -89,7 +91,9 @@ async def open_many(urls: list[str], n: int, on_text: Any, *, concurrency: int =
 
 
 async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
-    transports = [c.transport for c in conns if c.transport is not None and not c.transport.is_disconnected]
+    transports = [
+        c.transport for c in conns if c is not None and c.transport is not None and not c.transport.is_disconnected
+    ]
     for t in transports:
         if not t.is_close_frame_sent:
             t.send_close(WSCloseCode.OK)
@@ -326,13 +330,13 @@ class Room:
     async def open(self, urls: list[str]) -> None:
         self.conns = await open_many(urls, self.n, self.on_text)
 
-    async def warm(self, timeout: float = 60) -> bool:
+    async def warm(self, timeout: float = 60, every: float = 1.0) -> bool:
         """Broadcast until every client has had one (ravyn joins the room after accepting)."""
         deadline = now() + timeout
         while self.seen < self.n and now() < deadline:
             self.conns[0].send(b"w" + self.pad)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.all_seen.wait(), 1.0)
+                await asyncio.wait_for(self.all_seen.wait(), every)
         await asyncio.sleep(0.2)  # let late warm-up broadcasts arrive
         return self.seen == self.n
 
@@ -574,7 +578,15 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
 
     await asyncio.gather(*(join(r, room) for r, room in enumerate(rooms)))
     try:
-        warmed = await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+        # A warm-up broadcast every 5 s per room, 100 rooms at a time: 1,000 rooms re-sending
+        # every second would queue more than a slow variant can deliver.
+        warm_gate = asyncio.Semaphore(100)
+
+        async def warm(room: Room) -> bool:
+            async with warm_gate:
+                return await room.warm(timeout=spec["limit"], every=5.0)
+
+        warmed = await asyncio.gather(*(warm(room) for room in rooms))
         if not all(warmed):
             return {"error": f"{warmed.count(False)} rooms not warmed within {spec['limit']} s"}
         await asyncio.gather(*(room.quiet(limit=spec["limit"]) for room in rooms))
@@ -703,7 +715,9 @@ def main(argv: list[str]) -> None:
     try:
         result = asyncio.run(asyncio.wait_for(WORKLOADS[spec["workload"]](spec), spec.get("timeout", 300)))
     except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"}
+        import traceback
+
+        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
     print(json.dumps(result), flush=True)
 
 
