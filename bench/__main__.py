@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .report import goal_rows, machine, markdown, plot
+from .report import goal_rows, machine, markdown, plot, plot_scale
 from .run import FULL, QUICK, Runner
 
 HERE = Path(__file__).resolve().parent
@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redis", default=None, help="comma-separated subset of redis,pubsub, or 'none' (default: both)"
     )
+    parser.add_argument(
+        "--scale", action="store_true",
+        help="also the scale runs: 10,000 connections, four processes, 1,000 rooms, a reconnect storm",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scale-fraction", type=float, default=1.0, help="shrink the scale counts (e.g. 0.1 for a quick try)"
+    )
+    parser.add_argument("--only-scale", action="store_true", help="skip the regular workloads (for trying)")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -37,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         plan.servers = tuple(s for s in args.servers.split(",") if s)
     if args.redis:
         plan.redis_layers = () if args.redis == "none" else tuple(s for s in args.redis.split(",") if s)
+    if args.scale or args.only_scale:
+        plan.scale = args.scale_fraction
+    if args.only_scale:
+        plan.servers, plan.redis_layers = (), ()
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -53,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(results, meta, plan)
     (args.out / "results.md").write_text(text)
     plot(results, meta, args.out / "results.png")
+    if "scale" in results:
+        plot_scale(results["scale"], meta, args.out / "scale.png")
     raw = HERE / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "results.json").write_text(json.dumps({"meta": meta, "plan": plan.name, "results": results}, indent=1))

@@ -116,6 +116,8 @@ async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, ind
             _, listener = await ws_connect(
                 lambda: Conn(on_text, index, topic), url, extra_headers=headers, websocket_handshake_timeout=10
             )
+            if listener is None:  # the server closed it during the handshake (busy accepting thousands)
+                raise ConnectionError(f"{url}: closed during the handshake")
             conn: Conn = listener  # type: ignore[assignment]
             if topic is not None:
                 assert conn.transport is not None
@@ -127,7 +129,7 @@ async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, ind
         except Exception:
             if attempt == 2:
                 raise
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
@@ -142,7 +144,9 @@ async def open_many(urls: list[str], n: int, on_text: Any, *, concurrency: int =
 
 
 async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
-    transports = [c.transport for c in conns if c.transport is not None and not c.transport.is_disconnected]
+    transports = [
+        c.transport for c in conns if c is not None and c.transport is not None and not c.transport.is_disconnected
+    ]
     for t in transports:
         if not t.is_close_frame_sent:
             t.send_close(WSCloseCode.OK)
@@ -379,13 +383,13 @@ class Room:
     async def open(self, urls: list[str]) -> None:
         self.conns = await open_many(urls, self.n, self.on_text)
 
-    async def warm(self, timeout: float = 60) -> bool:
+    async def warm(self, timeout: float = 60, every: float = 1.0) -> bool:
         """Broadcast until every client has had one (ravyn joins the room after accepting)."""
         deadline = now() + timeout
         while self.seen < self.n and now() < deadline:
             self.conns[0].send(b"w" + self.pad)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.all_seen.wait(), 1.0)
+                await asyncio.wait_for(self.all_seen.wait(), every)
         await asyncio.sleep(0.2)  # let late warm-up broadcasts arrive
         return self.seen == self.n
 
@@ -484,7 +488,278 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-WORKLOADS = {"echo": echo, "handshake": handshake, "memory": memory, "fanout": fanout}
+# -- scale workloads (``python -m bench --scale``) ------------------------------------------
+#
+# Larger counts, so the targets are measured one after the other (a client process
+# holds one target's connections at a time), each phase bounded in time.
+
+
+def redis_calls(url: str | None) -> dict[str, int]:
+    """Calls per Redis command so far (``INFO commandstats``) on the run's private Redis."""
+    if not url:
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
+
+
+class QuietRoom(Room):
+    """A ``Room`` that knows when it last received anything."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.last = now()
+
+    def on_text(self, conn: Conn, data: bytes) -> None:
+        self.last = now()
+        super().on_text(conn, data)
+
+    async def quiet(self, idle: float = 2.0, limit: float = 120.0) -> None:
+        """Wait until nothing has arrived for ``idle`` seconds: late warm-up broadcasts (a slow
+        variant may have several queued) must not count in the first measured ones."""
+        t0 = now()
+        while now() - self.last < idle and now() - t0 < limit:  # noqa: ASYNC110  (polls a timestamp)
+            await asyncio.sleep(0.25)
+
+
+async def timed_broadcasts(room: Room, samples: int, limit: float) -> tuple[list[float], int]:
+    """Up to ``samples`` broadcasts one at a time within ``limit`` seconds: until-last times, losses."""
+    took: list[float] = []
+    lost = 0
+    t0 = now()
+    while len(took) < samples and now() - t0 < limit:
+        t = await room.broadcast(timeout=max(10.0, limit))
+        if t is None:
+            lost += 1
+            break
+        took.append(t)
+    return took, lost
+
+
+async def sustained(room: Room, window: int, seconds: float) -> tuple[float, int, int]:
+    """``window`` broadcasts in flight for ``seconds``: completed broadcasts per second, losses, count."""
+    done = [0]
+    lost = [0]
+    t0 = now()
+    end = t0 + seconds
+
+    async def lane() -> None:
+        while now() < end:
+            if await room.broadcast(timeout=30) is None:
+                lost[0] += 1
+                return
+            done[0] += 1
+
+    await asyncio.gather(*(lane() for _ in range(window)))
+    return done[0] / (now() - t0), lost[0], done[0]
+
+
+async def scale_room(spec: dict[str, Any]) -> dict[str, Any]:
+    """Per target: ``clients`` connections in one room (RSS per connection), then broadcasts
+    one at a time (until-last p50/p99) and ``window`` in flight (broadcasts/s); with ``redis``,
+    the Redis commands the broadcasts cost."""
+    out: dict[str, Any] = {}
+    for name, target in spec["targets"].items():
+        pids = target["pids"]
+        rss0 = await settled_rss(pids, 0.5)
+        room = QuietRoom(spec["clients"])
+        t = now()
+        room.conns = await open_many(target["urls"], spec["clients"], room.on_text, concurrency=spec["concurrency"])
+        opened = now() - t
+        rss1 = await settled_rss(pids, spec["settle"])
+        result: dict[str, Any] = {
+            "kib_per_conn": (rss1 - rss0) / spec["clients"] / 1024,
+            "rss_mib": rss1 / 2**20,
+            "open_s": opened,
+        }
+        if not await room.warm(timeout=spec["limit"]):
+            result["error"] = f"only {room.seen} of {room.n} clients got a warm-up broadcast"
+        else:
+            await room.quiet(limit=spec["limit"])
+            calls0 = redis_calls(spec.get("redis"))
+            took, lost = await timed_broadcasts(room, spec["samples"], spec["limit"])
+            rate, lost2, done = await sustained(room, spec["window"], spec["slice"])
+            calls = calls_delta(calls0, redis_calls(spec.get("redis")))
+            count = len(took) + done
+            result.update(
+                until_last_p50_ms=percentile(took, 50) * 1e3,
+                until_last_p99_ms=percentile(took, 99) * 1e3,
+                samples=len(took),
+                broadcasts_per_s=rate,
+                lost=lost + lost2,
+            )
+            if calls:
+                result["redis_calls"] = calls
+                result["broadcasts_counted"] = count
+        await close_many(room.conns, timeout=30)
+        out[name] = result
+        await asyncio.sleep(1.0)
+    return out
+
+
+async def scale_chat(spec: dict[str, Any]) -> dict[str, Any]:
+    """Per target: ``rooms`` rooms of ``members``, spread over the target's processes; every room's
+    first member sends, one message in flight per room, for ``slice`` seconds."""
+    out: dict[str, Any] = {}
+    for name, target in spec["targets"].items():
+        out[name] = await _chat(spec, target)
+        await asyncio.sleep(1.0)
+    return out
+
+
+async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    urls = target["urls"]  # each ends in /fanout/chat: room r is /fanout/chat<r>
+    members = spec["members"]
+    rooms = [QuietRoom(members) for _ in range(spec["rooms"])]
+    gate = asyncio.Semaphore(spec["concurrency"])
+
+    async def one(r: int, room: Room, i: int) -> Conn:
+        async with gate:
+            return await open_conn(f"{urls[(r * members + i) % len(urls)]}{r}", room.on_text, i)
+
+    async def join(r: int, room: Room) -> None:
+        room.conns = list(await asyncio.gather(*(one(r, room, i) for i in range(members))))
+
+    await asyncio.gather(*(join(r, room) for r, room in enumerate(rooms)))
+    try:
+        # A warm-up broadcast every 5 s per room, 100 rooms at a time: 1,000 rooms re-sending
+        # every second would queue more than a slow variant can deliver.
+        warm_gate = asyncio.Semaphore(100)
+
+        async def warm(room: Room) -> bool:
+            async with warm_gate:
+                return await room.warm(timeout=spec["limit"], every=5.0)
+
+        warmed = await asyncio.gather(*(warm(room) for room in rooms))
+        if not all(warmed):
+            return {"error": f"{warmed.count(False)} rooms not warmed within {spec['limit']} s"}
+        await asyncio.gather(*(room.quiet(limit=spec["limit"]) for room in rooms))
+        lat: list[float] = []
+        lost = [0]
+        t0, c0 = now(), cpu(target["pids"])
+        end = t0 + spec["slice"]
+
+        async def lane(room: Room) -> None:
+            while now() < end:
+                took = await room.broadcast(timeout=30)
+                if took is None:
+                    lost[0] += 1
+                    return
+                lat.append(took)
+
+        await asyncio.gather(*(lane(room) for room in rooms))
+        wall = now() - t0
+        return {
+            "deliveries_per_s": len(lat) * members / wall,
+            "messages_per_s": len(lat) / wall,
+            "p50_ms": percentile(lat, 50) * 1e3,
+            "p99_ms": percentile(lat, 99) * 1e3,
+            "cpu_ms_per_message": (cpu(target["pids"]) - c0) / max(1, len(lat)) * 1e3,
+            "lost": lost[0],
+        }
+    finally:
+        for room in rooms:
+            await close_many(room.conns, timeout=30)
+
+
+async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
+    """``clients`` in rooms of ``members`` on one server; the server is restarted (SIGTERM, then the
+    same command again); every client reconnects at once (retrying refused attempts every 0.2 s);
+    time until every room has everyone back (a broadcast in each room reaches all its members)."""
+    import os
+    import signal
+    import subprocess
+
+    url = spec["url"]
+    n, size = spec["clients"], spec["members"]
+    rooms = [Room(size) for _ in range(n // size)]
+    attempts = {"refused": 0, "tries": 0}
+
+    async def connect_room(r: int, room: Room, gate: asyncio.Semaphore | None) -> None:
+        async def one(i: int) -> Conn:
+            while True:
+                attempts["tries"] += 1
+                try:
+                    if gate is None:
+                        _, c = await ws_connect(
+                            lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS,
+                            websocket_handshake_timeout=30,
+                        )  # fmt: skip
+                    else:
+                        async with gate:
+                            _, c = await ws_connect(
+                                lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS,
+                                websocket_handshake_timeout=30,
+                            )  # fmt: skip
+                    return c  # type: ignore[return-value]
+                except Exception:
+                    attempts["refused"] += 1
+                    await asyncio.sleep(0.2)
+
+        room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))
+
+    gate = asyncio.Semaphore(spec["concurrency"])
+    await asyncio.gather(*(connect_room(r, room, gate) for r, room in enumerate(rooms)))
+    await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+    # Restart the server: the clients see their connections close.
+    os.kill(spec["pid"], signal.SIGTERM)
+    for _ in range(400):  # until it has exited (a zombie of the orchestrator counts as gone)
+        try:
+            if psutil.Process(spec["pid"]).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        await asyncio.sleep(0.05)
+    for room in rooms:
+        for c in room.conns:
+            if c.transport is not None and not c.transport.is_disconnected:
+                c.transport.disconnect(graceful=False)
+        room.seen = 0
+        room.all_seen.clear()
+        for c in room.conns:
+            c.seen = False
+    log = open(spec["log"], "ab")  # noqa: ASYNC230  (nothing else runs yet)
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        spec["argv"], cwd=spec["cwd"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT
+    )
+    calls0 = redis_calls(spec.get("redis"))
+    attempts.update(refused=0, tries=0)
+    t0 = now()
+    # Every client reconnects at once, as browsers' reconnect loops do.
+    await asyncio.gather(*(connect_room(r, room, None) for r, room in enumerate(rooms)))
+    connected = now() - t0
+    warmed = await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+    back = now() - t0
+    calls = calls_delta(calls0, redis_calls(spec.get("redis")))
+    for room in rooms:
+        await close_many(room.conns, timeout=30)
+    return {
+        "clients": n,
+        "connected_s": connected,
+        "all_back_s": back,
+        "rooms_back": sum(warmed),
+        "rooms": len(rooms),
+        "refused": attempts["refused"],
+        "attempts": attempts["tries"],
+        "redis_calls": calls,
+        "redis_calls_per_reconnect": sum(calls.values()) / n if calls else None,
+        "new_pid": proc.pid,
+    }
+
+
+WORKLOADS = {
+    "echo": echo, "handshake": handshake, "memory": memory, "fanout": fanout,
+    "scale_room": scale_room, "scale_chat": scale_chat, "scale_storm": scale_storm,
+}  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
@@ -493,7 +768,9 @@ def main(argv: list[str]) -> None:
     try:
         result = asyncio.run(asyncio.wait_for(WORKLOADS[spec["workload"]](spec), spec.get("timeout", 300)))
     except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"}
+        import traceback
+
+        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
     print(json.dumps(result), flush=True)
 
 

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 from .servers import Server, run_client
 
 ECHO_VARIANTS = ("ref", "raw", "ravyn", "topics")
-FANOUT_VARIANTS = ("ref", "raw", "listloop", "ravyn", "topics")
-REDIS_VARIANTS = ("ref", "ravyn", "topics")
+FANOUT_VARIANTS = ("ref", "raw", "listloop", "ravyn", "topics", "presence")
+REDIS_VARIANTS = ("ref", "ravyn", "topics", "presence")
+#: Connect + one message + close into a room: what presence adds to a connection's life.
+CHURN_VARIANTS = ("ravyn", "presence")
 
 
 def variant_path(variant: str, path: str) -> str:
@@ -46,6 +48,8 @@ class Plan:
     servers: tuple[str, ...] = ("daphne", "uvicorn")
     redis_layers: tuple[str, ...] = ("redis", "pubsub")
     notes: list[str] = field(default_factory=list)
+    #: ``--scale``: also the scale workloads (``bench/scale.py``), counts times this fraction.
+    scale: float | None = None
 
 
 FULL = Plan(
@@ -83,7 +87,7 @@ class Runner:
         self.log = log
         self.logdir = Path(tempfile.mkdtemp(prefix="ravyn-bench-"))
         self.prefix = f"bench-{os.getpid()}-"  # a key prefix no other run shares
-        self.results: dict[str, Any] = {"echo": {}, "handshake": {}, "memory": {}, "fanout": {}}
+        self.results: dict[str, Any] = {"echo": {}, "handshake": {}, "memory": {}, "fanout": {}, "churn": {}}
 
     def _start(self, variants: tuple[str, ...], server: str, layer: str, copies: int = 1) -> dict[str, list[Server]]:
         started: dict[str, list[Server]] = {}
@@ -139,9 +143,15 @@ class Runner:
             started = self._start(REDIS_VARIANTS, "daphne", layer, copies=2)
             try:
                 self.results["fanout"][key] = self._fanout(started, REDIS_VARIANTS)
+                self.results["churn"][key] = self._churn(started)
             finally:
                 self._stop(started)
                 self._forget_redis_keys(url)
+        if plan.scale is not None:
+            from .scale import ScalePlan, run_scale
+
+            scale_plan = ScalePlan() if plan.scale >= 1 else ScalePlan().scaled(plan.scale)
+            self.results["scale"] = run_scale(self, scale_plan)
         return self.results
 
     def _forget_redis_keys(self, url: str) -> None:
@@ -169,6 +179,12 @@ class Runner:
             {"workload": "handshake", "targets": targets, **plan.handshake}, 600
         )
         self.results["fanout"][f"{server}/memory"] = self._fanout(started, FANOUT_VARIANTS)
+        self.results["churn"][f"{server}/memory"] = self._churn(started)
+
+    def _churn(self, started: dict[str, list[Server]]) -> dict[str, Any]:
+        """The handshake workload (connect, one message, close) into a room, presence off and on."""
+        targets = self._targets(started, "/fanout/churn", CHURN_VARIANTS)
+        return self._client({"workload": "handshake", "targets": targets, **self.plan.handshake}, 600)
 
     def _fanout(self, started: dict[str, list[Server]], variants: tuple[str, ...]) -> dict[str, Any]:
         by_size: dict[str, Any] = {}

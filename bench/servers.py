@@ -27,6 +27,7 @@ APPS = {
     "ravyn": "bench.apps.ravyn:application",
     "listloop": "bench.apps.listloop:application",
     "topics": "bench.apps.topics:application",
+    "presence": "bench.apps.presence:application",
 }
 
 
@@ -95,6 +96,7 @@ class Server:
             BENCH_PREFIX=prefix,
             PYTHONUNBUFFERED="1",
         )
+        self.env = env
         self.log_path = logdir / f"{server}-{variant}-{layer}-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

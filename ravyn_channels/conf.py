@@ -44,9 +44,10 @@ class Settings:
     CLOSE_TIMEOUT: float = 5.0
     #: Channel layer alias used by generated consumers and managers.
     CHANNEL_LAYER: str = "default"
-    #: Unsent bytes a client may have queued on daphne before it is dropped as not
-    #: reading (checked before each send, so one large message always goes out);
-    #: ``None`` disables the check.
+    #: Unsent bytes a client may have queued before it is dropped as not reading
+    #: (daphne: Twisted's buffer, checked before each send, so one large message
+    #: always goes out; uvicorn: broadcasts waiting in its outbox); ``None`` disables
+    #: the check.
     SEND_BUFFER_LIMIT: int | None = 1024 * 1024
     #: Frames one client message may arrive in (under daphne); more closes with 1009.
     #: ``None``: one per 64 bytes of ``MAX_MESSAGE_SIZE``, at least 1024 (16,384 at 1 MiB).

@@ -16,16 +16,17 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .conf import get_settings
 from .history.relay import Relay
-from .layers import idle_timeout, prepare_layer
+from .layers import idle_timeout, new_process_channel, prepare_layer
+from .outbox import behind, post
 from .presence import PRESENCE, timings
 from .presence.store import open_backend
 from .presence.tracker import Tracker
 from .rooms import PRIVATE_PREFIX
-from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketState
+from .websocket import Message, WebSocket, WebSocketState
 
 __all__ = ["BROADCAST", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
 
@@ -67,7 +68,7 @@ class _Hub:
         self.history: Relay | None = None
 
     async def start(self) -> None:
-        self.channel = await self.layer.new_channel()
+        self.channel = await new_process_channel(self.layer)
         loop = asyncio.get_running_loop()
         self.reader = loop.create_task(self._read())
         self.maintainer = loop.create_task(self._maintain())
@@ -125,6 +126,20 @@ class _Hub:
         self._last_failure = now
         logger.log(level, message, *args)
 
+    def alone_in(self, group: str) -> bool:
+        """Whether a ``group_send`` to ``group`` could reach no channel but this process's.
+
+        Only an in-memory layer can tell (its groups live in this process): with
+        nobody else in the group, a broadcast need not go through it (its
+        ``group_send`` runs a task per channel and wakes this hub's reader, only
+        for the reader to drop its own broadcast).
+        """
+        layer = self.layer
+        if type(layer) is not InMemoryChannelLayer:
+            return False
+        channels = layer.groups.get(group)
+        return not channels or (len(channels) == 1 and self.channel in channels)
+
     def tracker(self) -> Tracker:
         """This process's presence on the layer, started on first use."""
         if self.presence is None:
@@ -167,11 +182,12 @@ class _Hub:
         for ws in list(members):
             if ws in skip or ws.application_state is not WebSocketState.CONNECTED or ws.close_code is not None:
                 continue
-            try:
-                await ws.send(message)
+            if await post(ws, message):
                 sent += 1
-            except WebSocketDisconnect:
-                pass
+        if behind():
+            # A member is behind: let the loop write the buffers out before the next delivery
+            # (never waiting for that member; SEND_BUFFER_LIMIT drops one that does not read).
+            await asyncio.sleep(0)
         return sent
 
     async def _read(self) -> None:
@@ -229,10 +245,10 @@ class _Hub:
             logger.debug("Ignored layer event %r on %s", kind, self.channel)
 
     async def deliver_one(self, ws: WebSocket, frame: dict[str, Any]) -> None:
-        try:
-            await ws.send({"type": "websocket.send", **frame})
-        except WebSocketDisconnect:
-            pass
+        if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+            await post(ws, {"type": "websocket.send", **frame})
+            if behind():
+                await asyncio.sleep(0)
 
     async def deliver_user(self, group: str, user_id: str, frame: dict[str, Any]) -> None:
         """Send a frame to this process's sockets of ``user_id`` in a manager's ``group``."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,13 @@ logger = logging.getLogger("ravyn_channels")
 
 #: ``RedisChannelLayer``'s blocking read, in seconds (``brpop_timeout``).
 BLOCKING_READ = 5.0
+
+#: Prefix of the process channels on ``RedisChannelLayer`` (``ravyn-process.<client>!<id>``).
+PROCESS_CHANNEL = "ravyn-process"
+#: Messages a process channel may hold on ``RedisChannelLayer`` before ``group_send`` drops
+#: more (the layer's default ``capacity``, 100, is meant for one consumer's channel; a process
+#: channel carries every room of its process). Messages still expire after the layer's ``expiry``.
+PROCESS_CHANNEL_CAPACITY = 10_000
 
 
 def redis_channel_layer(
@@ -135,6 +143,7 @@ def prepare_layer(layer: Any) -> bool:
         return False
     if not isinstance(layer, RedisChannelLayer):
         return False
+    _process_channel_capacity(layer)
     changed = False
     hosts = []
     for host in layer.hosts:
@@ -145,6 +154,31 @@ def prepare_layer(layer: Any) -> bool:
     if changed:
         layer.hosts = hosts
     return changed
+
+
+def _process_channel_capacity(layer: Any) -> None:
+    """Let process channels hold ``PROCESS_CHANNEL_CAPACITY`` messages, unless ``channel_capacity`` says otherwise.
+
+    The capacity is checked by the sender, so every process (servers, workers
+    calling ``broadcast_sync``) sets it on its layer.
+    """
+    sample = f"{PROCESS_CHANNEL}.x!y"
+    capacities = layer.channel_capacity
+    if not any(pattern.match(sample) for pattern, _ in capacities):
+        capacities.append((re.compile(re.escape(PROCESS_CHANNEL) + r"\..*"), PROCESS_CHANNEL_CAPACITY))
+
+
+async def new_process_channel(layer: Any) -> str:
+    """A new channel for this process's hub (on ``RedisChannelLayer``, named for its larger capacity)."""
+    try:
+        from channels_redis.core import RedisChannelLayer
+    except ImportError:  # pragma: no cover - channels-redis is a dependency
+        return str(await layer.new_channel())
+    if isinstance(layer, RedisChannelLayer):
+        _process_channel_capacity(layer)
+        channel: str = await layer.new_channel(prefix=PROCESS_CHANNEL)
+        return channel
+    return str(await layer.new_channel())
 
 
 def prepare_layers() -> None:

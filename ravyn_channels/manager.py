@@ -361,6 +361,8 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         if self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
             return
         await hub.deliver(name, frame, skip)
+        if hub.alone_in(name):
+            return
         try:
             await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
         except Exception as exc:

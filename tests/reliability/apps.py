@@ -106,6 +106,12 @@ async def room(websocket: WebSocket, room: str) -> None:
                     if i % 100 == 0:
                         await asyncio.sleep(0)
                 await websocket.send_text("blasted")
+            elif command == "tight":
+                # A producer that never yields by itself: numbered 1 KB broadcasts, back to back.
+                pad = "t" * 1016
+                for i in range(int(rest)):
+                    await manager.broadcast(f"{i:08d}{pad}", group=room, exclude=websocket)
+                await websocket.send_text("blasted")
     except WebSocketDisconnect:
         manager.disconnect(websocket)
 
