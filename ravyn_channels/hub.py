@@ -38,6 +38,9 @@ MAINTENANCE_INTERVAL = 2.0
 #: the first is an ERROR, the rest DEBUG lines.
 OUTAGE_QUIET = 30.0
 
+#: Seconds between the loop turns a delivery gives up when a member is behind (``_let_writes_out``).
+WRITE_YIELD_INTERVAL = 0.002
+
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
 USER = "ravyn.user"
@@ -50,6 +53,7 @@ class _Hub:
         self.layer = layer
         self.channel = ""
         self.members: dict[str, dict[WebSocket, None]] = {}
+        self._yielded = 0.0  # loop time of the last turn a delivery gave up (``_let_writes_out``)
         self.joined: set[str] = set()
         #: Groups this process left while the layer failed: their discard is retried.
         self.stale: set[str] = set()
@@ -185,10 +189,21 @@ class _Hub:
             if await post(ws, message):
                 sent += 1
         if behind():
-            # A member is behind: let the loop write the buffers out before the next delivery
-            # (never waiting for that member; SEND_BUFFER_LIMIT drops one that does not read).
-            await asyncio.sleep(0)
+            await self._let_writes_out()
         return sent
+
+    async def _let_writes_out(self) -> None:
+        """A member is behind: let the loop write the buffers out before the next delivery.
+
+        Never waiting for that member (``SEND_BUFFER_LIMIT`` drops one that does not read),
+        and at most once per ``WRITE_YIELD_INTERVAL``: a member that stays behind (it does not
+        read) would otherwise cost every broadcast of its room a turn of the loop.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self._yielded >= WRITE_YIELD_INTERVAL:
+            self._yielded = now
+            await asyncio.sleep(0)
 
     async def _read(self) -> None:
         delay = 0.5
@@ -248,7 +263,7 @@ class _Hub:
         if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
             await post(ws, {"type": "websocket.send", **frame})
             if behind():
-                await asyncio.sleep(0)
+                await self._let_writes_out()
 
     async def deliver_user(self, group: str, user_id: str, frame: dict[str, Any]) -> None:
         """Send a frame to this process's sockets of ``user_id`` in a manager's ``group``."""
