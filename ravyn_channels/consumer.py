@@ -21,7 +21,7 @@ from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings as django_settings
 
-from . import servers, status
+from . import ops, servers, status
 from .conf import get_settings
 from .origins import allowed_origins, origin_refusal
 from .proxies import client_address
@@ -169,6 +169,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         await aclose_old_connections()
         ensure_watchdog()
+        await ops.track(ws)  # closable from anywhere (ops.kick, disconnect_user, logout)
         self._task = asyncio.get_running_loop().create_task(self._run_handler(kwargs))
         self._main = asyncio.current_task()
         self._pumping = True

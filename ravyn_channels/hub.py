@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -26,7 +26,7 @@ from .presence.tracker import Tracker
 from .rooms import PRIVATE_PREFIX
 from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketState
 
-__all__ = ["BROADCAST", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
+__all__ = ["BROADCAST", "HANDLERS", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -39,6 +39,9 @@ OUTAGE_QUIET = 30.0
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
 USER = "ravyn.user"
+
+#: Handlers of further event types on process channels (``ravyn.close``, ...): ``type -> handler(hub, event)``.
+HANDLERS: dict[str, Callable[[_Hub, dict[str, Any]], Awaitable[None]]] = {}
 
 
 class _Hub:
@@ -220,6 +223,8 @@ class _Hub:
         elif kind == USER:
             if event.get("origin") != self.channel:
                 await self.deliver_user(event.get("group", ""), event.get("user", ""), frame)
+        elif isinstance(kind, str) and kind in HANDLERS:
+            await HANDLERS[kind](self, event)
         else:
             logger.debug("Ignored layer event %r on %s", kind, self.channel)
 

@@ -34,6 +34,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from . import ops
 from .conf import get_settings
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
@@ -379,6 +380,39 @@ class ConnectionManager(PresenceMixin):
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.group_send)(private_group(self._all), event)
+
+    # -- closing from anywhere (ravyn_channels.ops) ---------------------------------------
+
+    async def disconnect_user(self, user: Any, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """Close every connection of ``user`` (a Django user or pk) through this manager, on every process.
+
+        The client sees ``code`` (default 1008) and ``reason``; its handler gets
+        ``WebSocketDisconnect(code, reason)``. ``ravyn_channels.ops.disconnect_user``
+        closes the user's sockets of every route, managed or not.
+        """
+        await ops.send_event(ops.user_event(user, code, reason, manager=self._all))
+
+    def disconnect_user_sync(self, user: Any, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """``disconnect_user`` for sync code (views, signals, commands)."""
+        ops.send_event_sync(ops.user_event(user, code, reason, manager=self._all))
+
+    async def disconnect_room(
+        self, room: Room | None = None, *, code: int = ops.DEFAULT_CODE, reason: str = ""
+    ) -> None:
+        """Close every connection in ``room`` (``None``: everyone connected through this manager), cluster-wide."""
+        await ops.send_event(ops.room_event(self.group_name(room), code, reason))
+
+    def disconnect_room_sync(self, room: Room | None = None, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """``disconnect_room`` for sync code."""
+        ops.send_event_sync(ops.room_event(self.group_name(room), code, reason))
+
+    async def kick(self, connection: WebSocket | str, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """Close one connection (a ``WebSocket`` or its ``connection_id``) on whichever process holds it."""
+        await ops.kick(connection, code=code, reason=reason)
+
+    def kick_sync(self, connection: str, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """``kick`` for sync code, by ``connection_id``."""
+        ops.kick_sync(connection, code=code, reason=reason)
 
 
 def _json_copy(meta: Any) -> dict[str, Any]:

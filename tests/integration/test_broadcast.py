@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ravyn_channels.ops import OPS_GROUP
 from ravyn_channels.rooms import group_name, manager_group
 
 from .conftest import REDIS_URL, StartServer, write_redis_settings
@@ -200,10 +201,12 @@ async def test_no_group_residue_after_many_cycles_and_crashes(
                     assert ws.close_code == 1011
         await asyncio.sleep(0.5)
         members = redis_group_members(prefix)
-        # Only the room that still has a member is left, holding process B's channel alone.
+        # Only the room that still has a member is left, holding process B's channel alone
+        # (and the private group through which sockets are closed from anywhere: ravyn_channels.ops).
         assert {k.rsplit(":", 1)[1]: v for k, v in members.items()} == {
             group_name("stay", "tests.rooms"): 1,
             manager_group("tests.rooms"): 1,
+            OPS_GROUP: 1,
         }
         await stayer.send("say:still here")
         assert await recv(stayer) == "stay: still here"

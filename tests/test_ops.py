@@ -1,0 +1,103 @@
+"""ravyn_channels.ops in one process (in-memory layer): kick, disconnect_user, disconnect_room, argument errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
+from django.test import Client
+
+from ravyn_channels import ConnectionManager, WebSocket, WebSocketDisconnect, ops, websocket
+from ravyn_channels.testing import connect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+manager = ConnectionManager("tests.ops")
+seen: list[tuple[int, str]] = []
+
+
+@websocket("/ops/{room}")
+async def managed(websocket: WebSocket, room: str) -> None:
+    await manager.connect(websocket, group=room)
+    await websocket.send_text(websocket.connection_id or "")
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect as exc:
+        seen.append((exc.code, exc.reason))
+
+
+@websocket("/plain")
+async def plain(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(websocket.connection_id or "")
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect as exc:
+        seen.append((exc.code, exc.reason))
+
+
+async def login(username: str) -> dict[str, str]:
+    """A real session cookie for a new user, as Django's login makes it."""
+
+    def make() -> str:
+        user = User.objects.create_user(username, password="pw")
+        client = Client()
+        client.force_login(user)
+        return str(client.cookies["sessionid"].value)
+
+    return {"Cookie": f"sessionid={await sync_to_async(make)()}"}
+
+
+async def test_an_unmanaged_socket_has_a_connection_id_and_can_be_kicked() -> None:
+    seen.clear()
+    async with connect(plain, "/plain") as ws, connect(plain, "/plain") as other:
+        cid = await ws.receive_text()
+        assert "#" in cid and cid != await other.receive_text()
+        await ops.kick(cid, code=4005, reason="out")
+        assert await ws.wait_closed() == 4005 and ws.close_reason == "out"
+        assert await other.receive_nothing(0.2)
+    assert (4005, "out") in seen
+
+
+async def test_disconnect_room_closes_its_members_only() -> None:
+    async with connect(managed, "/ops/a") as a1, connect(managed, "/ops/a") as a2, connect(managed, "/ops/b") as b1:
+        for ws in (a1, a2, b1):
+            await ws.receive_text()
+        await manager.disconnect_room("a", code=4100, reason="closing a")
+        assert await a1.wait_closed() == 4100 and await a2.wait_closed() == 4100
+        assert a1.close_reason == "closing a"
+        assert await b1.receive_nothing(0.2)
+
+
+async def test_disconnect_user_closes_that_users_sockets_only() -> None:
+    ada, bob = await login("ada"), await login("bob")
+    async with connect(managed, "/ops/x", headers=ada) as ada1, connect(plain, "/plain", headers=ada) as ada2, connect(
+        managed, "/ops/x", headers=bob
+    ) as bob1:
+        for ws in (ada1, ada2, bob1):
+            await ws.receive_text()
+        user = await User.objects.aget(username="ada")
+        await manager.disconnect_user(user, code=4200, reason="bye")
+        assert await ada1.wait_closed() == 4200
+        assert await ada2.receive_nothing(0.2)  # not connected through this manager
+        await ops.disconnect_user(user.pk, reason="everywhere")
+        assert await ada2.wait_closed() == 1008 and ada2.close_reason == "everywhere"
+        assert await bob1.receive_nothing(0.2)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: ops.kick("no-id"), "a connection_id string, got .no-id."),
+        (lambda: ops.kick("x#1", code=1006), "1006 is not a close code"),
+        (lambda: ops.disconnect_user(1, reason="é" * 62), "at most 123 UTF-8 bytes"),
+        (lambda: manager.disconnect_room("a", code=999), "999 is not a close code"),
+    ],
+)
+async def test_nonsense_is_refused_with_a_clear_error(call: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await call()
