@@ -25,5 +25,11 @@ class RavynChannelsConfig(AppConfig):
         # Before any connection: redis-py 8's 5 s socket timeout must not cut RedisChannelLayer's
         # blocking read (plain consumers share the layer object, so they are fixed too).
         prepare_layers()
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.auth"):
+            from .logouts import connect_signals
+
+            connect_signals()  # a login that ends closes its sockets (CLOSE_ON_LOGOUT)
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

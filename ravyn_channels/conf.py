@@ -71,6 +71,9 @@ class Settings:
     #: loss, lost network) leave ``count``/``members`` and are announced as left.
     #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
     PRESENCE_TTL: float = 30.0
+    #: Close a user's sockets on every process when their login ends: logout (that
+    #: session's sockets), deactivation, password change (see ``ravyn_channels.logouts``).
+    CLOSE_ON_LOGOUT: bool = True
 
 
 def fragment_limit(settings: Settings) -> int:

@@ -144,15 +144,19 @@ async def close_socket(ws: WebSocket, code: int, reason: str = "") -> bool:
     """
     if ws.close_code is not None or ws.application_state is WebSocketState.DISCONNECTED:
         return False
-    ws.application_state = WebSocketState.DISCONNECTED
+    consumer = ws.consumer
     try:
-        await ws._send({"type": "websocket.close", "code": code, "reason": reason})
+        if consumer is not None:
+            # Sends the close (or refuses the handshake) and drops a client that never answers
+            # it after CLOSE_TIMEOUT.
+            await consumer._close(code, reason)
+        else:
+            ws.application_state = WebSocketState.DISCONNECTED
+            await ws._send({"type": "websocket.close", "code": code, "reason": reason})
     except Exception as exc:  # the client went at the same moment
         logger.debug("Close frame not sent (%r)", exc)
     ws._client_gone(code, reason)
-    consumer = ws.consumer
     if consumer is not None:
-        consumer._closing = True
         consumer.inbox.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
     return True
 
