@@ -21,7 +21,7 @@ from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings as django_settings
 
-from . import ops, servers, status
+from . import limits, ops, servers, status
 from .conf import get_settings
 from .origins import allowed_origins, origin_refusal
 from .proxies import client_address
@@ -124,6 +124,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._close_timer: asyncio.TimerHandle | None = None
         self._pumping = False
         self._refused_early = False
+        self._limiter: limits.MessageLimiter | None = None
 
     # -- ASGI entry point -----------------------------------------------------------------
 
@@ -154,6 +155,10 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             )
             await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
             return
+        refusal = await limits.handshake_refusal(scope, route.rate_limit, route.path)
+        if refusal is not None:  # over a handshake rate limit: one WARNING per client per window
+            await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION, "reason": refusal})
+            return
         try:  # parameters, dependencies, permissions
             kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
         except WebSocketException as exc:
@@ -170,6 +175,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await aclose_old_connections()
         ensure_watchdog()
         await ops.track(ws)  # closable from anywhere (ops.kick, disconnect_user, logout)
+        self._limiter = limits.message_limiter(scope, route.rate_limit, route.path)
         self._task = asyncio.get_running_loop().create_task(self._run_handler(kwargs))
         self._main = asyncio.current_task()
         self._pumping = True
@@ -197,6 +203,11 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if kind == "websocket.receive":
                 if self._closing:
                     continue  # the handler is done or we are closing: nobody reads it
+                limiter = self._limiter
+                if limiter is not None and not limiter.allow():
+                    if not limiter.drop:
+                        await ops.close_socket(ws, limiter.close_code, "rate limited")
+                    continue
                 text = message.get("text")
                 if text is not None:
                     too_big = len(text) * 4 > limit and len(text.encode("utf-8")) > limit
