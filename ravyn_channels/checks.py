@@ -177,6 +177,7 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
     "CLOSE_ON_LOGOUT": (lambda v: isinstance(v, bool), "True or False"),
+    "METRICS": (lambda v: v is None or isinstance(v, bool), "None, True or False"),
     "PRESENCE_TTL": (
         lambda v: _non_negative_number(v) and v > 0,
         "a positive number of seconds, e.g. 30 (crashed processes' connections leave presence within it)",

@@ -78,6 +78,9 @@ class Settings:
     #: "HANDSHAKES_PER_USER": "30/min", "MESSAGES": "20/s burst 40", "ON_MESSAGE_LIMIT":
     #: "close", "CLOSE_CODE": 1008}``; a route's ``rate_limit=`` overrides each key it sets.
     RATE_LIMITS: Mapping[str, Any] | None = None
+    #: Count metrics for ``ravyn_channels.metrics`` (needs prometheus-client, the ``metrics`` extra);
+    #: ``None``: on when prometheus-client is installed.
+    METRICS: bool | None = None
 
 
 def fragment_limit(settings: Settings) -> int:

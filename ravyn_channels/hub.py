@@ -18,6 +18,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from . import metrics
 from .conf import get_settings
 from .layers import idle_timeout, prepare_layer
 from .presence import PRESENCE, timings
@@ -120,6 +121,7 @@ class _Hub:
 
     def _failed(self, message: str, *args: Any) -> None:
         """Log a layer failure: an ERROR for the first of an outage, DEBUG for the ones that follow it."""
+        metrics.event("layer_errors")
         now = asyncio.get_running_loop().time()
         level = logging.DEBUG if now - self._last_failure < OUTAGE_QUIET else logging.ERROR
         self._last_failure = now
@@ -199,6 +201,7 @@ class _Hub:
             if failing:
                 failing = False
                 logger.info("Channel layer receive works again")
+                metrics.event("layer_reconnects")
             delay = 0.5
             try:
                 await self._dispatch(event)
@@ -212,6 +215,7 @@ class _Hub:
             group = event.get("group")
             # A private group's members are not a room: nothing is broadcast to them.
             if event.get("origin") != self.channel and isinstance(group, str) and not group.startswith(PRIVATE_PREFIX):
+                metrics.arrived(event)
                 await self.deliver(group, frame)
         elif kind == PERSONAL:
             ws = self.by_id.get(event.get("to", ""))

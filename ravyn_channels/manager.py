@@ -34,7 +34,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from . import ops
+from . import metrics, ops
 from .conf import get_settings
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
@@ -313,7 +313,8 @@ class ConnectionManager(PresenceMixin):
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
         await hub.deliver(name, frame, skip)
         try:
-            await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
+            event = {"type": BROADCAST, "group": name, "origin": hub.channel, **frame}
+            await hub.layer.group_send(name, metrics.stamp(event))
         except Exception as exc:
             logger.error(
                 "Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc

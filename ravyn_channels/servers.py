@@ -43,7 +43,7 @@ import sys
 from functools import partial
 from typing import Any
 
-from . import status
+from . import metrics, status
 from .conf import fragment_limit, get_settings
 from .safetext import escape
 
@@ -128,6 +128,7 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
                 limit,
             )
             protocol.transport.abortConnection()
+            metrics.event("slow_reader_drops")
             return
     if data_bytes is not None:
         protocol.sendMessage(bytes(data_bytes), True)
@@ -369,6 +370,7 @@ def install_daphne_adapter() -> bool:
                     limit,
                 )
                 self.transport.abortConnection()
+                metrics.event("slow_reader_drops")
                 return
         original_ping(self, payload)
 
