@@ -37,6 +37,7 @@ from channels.layers import get_channel_layer
 from . import metrics, ops
 from .conf import get_settings
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
+from .lifecycle import RoomCallback, RoomHooks
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
 from .rooms import _VALID_GROUP, ChannelsGroup, Room, group_name, manager_group, private_group, room_label
 from .websocket import WebSocket, WebSocketState
@@ -129,6 +130,9 @@ class ConnectionManager(PresenceMixin):
         self.presence = presence
         self._meta: dict[WebSocket, dict[str, Any]] = {}
         self._user_ids: dict[WebSocket, str] = {}
+        #: Room lifecycle hooks (``on_first_join``/``on_last_leave``), and the rooms' names by group.
+        self._hooks: RoomHooks | None = None
+        self._labels: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.name!r} local={len(self._local)}>"
@@ -204,6 +208,10 @@ class ConnectionManager(PresenceMixin):
                 joined.append(name)
         if self.presence:
             await self._track(hub, websocket, joined, group, meta, presence)
+        if self._hooks is not None and group is not None:
+            name, label = self.group_name(group), room_label(group) or ""
+            self._labels[name] = label
+            await self._hooks.sync(hub, name, label)
 
     async def _track(
         self,
@@ -272,6 +280,11 @@ class ConnectionManager(PresenceMixin):
             await hub.presence.leave(websocket.connection_id or "", tracked)
         for name in groups:
             await hub.leave(name, websocket)
+        if self._hooks is not None:
+            for name in groups:
+                label = self._labels.get(name)
+                if label is not None:
+                    await self._hooks.sync(hub, name, label)
 
     def _forget_user(self, websocket: WebSocket, user_id: str) -> None:
         hub = self._current_hub()
@@ -381,6 +394,30 @@ class ConnectionManager(PresenceMixin):
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.group_send)(private_group(self._all), event)
+
+    # -- room lifecycle (ravyn_channels.lifecycle) ----------------------------------------
+
+    def on_first_join(self, callback: RoomCallback) -> RoomCallback:
+        """Decorator: ``await callback(room)`` when ``room`` gets its first member in the whole cluster.
+
+        Runs once per transition, on the process where it happened (see the
+        README's "Room lifecycle hooks"); a failure is logged.
+        """
+        self._room_hooks().first.append(callback)
+        return callback
+
+    def on_last_leave(self, callback: RoomCallback) -> RoomCallback:
+        """Decorator: ``await callback(room)`` when ``room`` loses its last member in the whole cluster.
+
+        Also when the last members were on a process that died (within ``PRESENCE_TTL``).
+        """
+        self._room_hooks().last.append(callback)
+        return callback
+
+    def _room_hooks(self) -> RoomHooks:
+        if self._hooks is None:
+            self._hooks = RoomHooks(self.name)
+        return self._hooks
 
     # -- closing from anywhere (ravyn_channels.ops) ---------------------------------------
 
