@@ -285,6 +285,8 @@ class ConnectionManager(PresenceMixin):
                 label = self._labels.get(name)
                 if label is not None:
                     await self._hooks.sync(hub, name, label)
+                    if not hub.members.get(name):
+                        self._labels.pop(name, None)
 
     def _forget_user(self, websocket: WebSocket, user_id: str) -> None:
         hub = self._current_hub()
