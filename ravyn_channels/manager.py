@@ -130,7 +130,7 @@ class ConnectionManager(PresenceMixin):
         self.presence = presence
         self._meta: dict[WebSocket, dict[str, Any]] = {}
         self._user_ids: dict[WebSocket, str] = {}
-        #: Room lifecycle hooks (``on_first_join``/``on_last_leave``), and the rooms' names by group.
+        #: Room lifecycle hooks (``on_first_join``/``on_last_leave``), and the local rooms' names by group.
         self._hooks: RoomHooks | None = None
         self._labels: dict[str, str] = {}
 
@@ -208,10 +208,11 @@ class ConnectionManager(PresenceMixin):
                 joined.append(name)
         if self.presence:
             await self._track(hub, websocket, joined, group, meta, presence)
-        if self._hooks is not None and group is not None:
+        if group is not None:
             name, label = self.group_name(group), room_label(group) or ""
-            self._labels[name] = label
-            await self._hooks.sync(hub, name, label)
+            self._labels[name] = label  # for lifecycle hooks and the live rooms page
+            if self._hooks is not None:
+                await self._hooks.sync(hub, name, label)
 
     async def _track(
         self,
@@ -280,13 +281,13 @@ class ConnectionManager(PresenceMixin):
             await hub.presence.leave(websocket.connection_id or "", tracked)
         for name in groups:
             await hub.leave(name, websocket)
-        if self._hooks is not None:
-            for name in groups:
-                label = self._labels.get(name)
-                if label is not None:
+        for name in groups:
+            label = self._labels.get(name)
+            if label is not None:
+                if self._hooks is not None:
                     await self._hooks.sync(hub, name, label)
-                    if not hub.members.get(name):
-                        self._labels.pop(name, None)
+                if not hub.members.get(name):
+                    self._labels.pop(name, None)
 
     def _forget_user(self, websocket: WebSocket, user_id: str) -> None:
         hub = self._current_hub()

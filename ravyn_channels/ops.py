@@ -32,7 +32,7 @@ from channels.layers import get_channel_layer
 from . import status
 from .conf import get_settings
 from .hub import HANDLERS, _Hub, _hub, _hubs
-from .presence import user_key
+from .presence import identify, user_key
 from .rooms import private_group
 from .safetext import escape
 from .websocket import WebSocket, WebSocketState
@@ -234,7 +234,40 @@ async def _apply(hub: _Hub, event: dict[str, Any]) -> int:
     return closed
 
 
+#: The event asking a process for its live rooms (``liveadmin``), and the reply's type.
+REPORT = "ravyn.report"
+REPORT_REPLY = "ravyn.report.reply"
+
+
+def local_rooms() -> list[dict[str, Any]]:
+    """This process's rooms of every manager: members with their connection id and user."""
+    from .manager import _managers
+
+    rooms: dict[tuple[str, str], dict[str, Any]] = {}
+    for manager in list(_managers.values()):
+        for ws, groups in list(manager._local.items()):
+            if ws.close_code is not None or ws.application_state is WebSocketState.DISCONNECTED:
+                continue  # being closed
+            username = identify(ws.scope.get("user"))[1]
+            for group in groups:
+                label = manager._labels.get(group)
+                if label is None:
+                    continue  # the everyone-group or a private group
+                room = rooms.setdefault(
+                    (manager.name, group), {"manager": manager.name, "room": label, "group": group, "members": []}
+                )
+                room["members"].append({"id": ws.connection_id, "user": username, "path": ws.scope.get("path", "")})
+    return list(rooms.values())
+
+
+async def _answer(hub: _Hub, event: dict[str, Any]) -> None:
+    reply = event.get("reply")
+    if isinstance(reply, str):
+        await hub.layer.send(reply, {"type": REPORT_REPLY, "process": hub.channel, "rooms": local_rooms()})
+
+
 HANDLERS[CLOSE] = _receive
+HANDLERS[REPORT] = _answer
 
 
 def _layer(alias: str | None) -> Any:
