@@ -21,13 +21,15 @@ TOX_PATH := $(if $(PYENV_BINS),$(PYENV_BINS):)$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: help demo test qa bench services pythons clean
+.PHONY: help demo test qa docs docs-serve bench evidence services pythons clean
 
 help:
 	@echo "make demo   - migrate and serve the demo chat with daphne on http://$(HOST):$(PORT)/"
-	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis and Chromium first)"
+	@echo "make test   - the whole tox matrix + qa (sets up tox, Redis, PostgreSQL and Chromium first)"
 	@echo "make qa     - ruff check + mypy (tox env qa)"
+	@echo "make docs   - build the docs site strictly into site/ (make docs-serve: live on http://127.0.0.1:8001/)"
 	@echo "make bench  - python -m bench in .venv (BENCH_ARGS=--quick: under two minutes)"
+	@echo "make evidence - the README's guarantee figures from their tests -> bench/evidence.md (~10 min)"
 
 # --- development venv: demo, bench --------------------------------------------------------
 $(VENV)/bin/python:
@@ -45,9 +47,27 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install -q -e ".[tests,bench]"
 	touch $@
 
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
 # BENCH_ARGS=--quick for the two-minute version.
 bench: $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The README's reliability and presence figures, from the tests that hold them: three runs,
+# about 10 minutes on a loaded 2-core machine (EVIDENCE_ARGS=--runs=1: about 6).
+# EVIDENCE_ARGS="--presence-cost --autobahn" adds bench/presence.py, bench/presence_store.py and
+# the Autobahn testsuite (bench/presence-cost.md, bench/autobahn.md; about 10 more minutes).
+EVIDENCE_ARGS ?=
+evidence: $(VENV)/.bench-installed services
+	$(VENV)/bin/python -m bench.evidence $(EVIDENCE_ARGS)
 
 # --- tox: test, qa -------------------------------------------------------------------------
 $(TOX):
@@ -56,6 +76,7 @@ $(TOX):
 
 services:
 	bash .ci/ensure-redis.sh
+	bash .ci/ensure-postgres.sh
 	bash .ci/ensure-chromium.sh
 
 # The interpreter uv will use for each Python of the matrix; fails early if one is missing.
@@ -76,4 +97,4 @@ qa: $(TOX)
 	PATH="$(TOX_PATH)" $(TOX) run -e qa
 
 clean:
-	rm -rf .tox build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .tox build dist site *.egg-info .mypy_cache .ruff_cache .pytest_cache

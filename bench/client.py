@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import psutil
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -25,17 +26,28 @@ now = time.perf_counter
 
 
 class Conn(WSListener):
-    """One client connection; ``on_text(conn, payload)`` is called for each text frame."""
+    """One client connection; ``on_text(conn, payload)`` is called for each text frame.
 
-    __slots__ = ("index", "on_text", "reply", "seen", "sent_at", "transport")
+    A topic connection (``ravyn.topics.v1``, the ``topics`` variant) wraps what it
+    sends in an event frame and hands ``on_text`` the payload of what it receives
+    (a reply's response, a broadcast's payload), so every workload runs unchanged.
+    """
 
-    def __init__(self, on_text: Callable[[Conn, bytes], None] | None = None, index: int = 0) -> None:
+    __slots__ = ("event", "index", "joined", "on_text", "reply", "seen", "sent_at", "topic", "transport", "with_ref")
+
+    def __init__(
+        self, on_text: Callable[[Conn, bytes], None] | None = None, index: int = 0, topic: dict[str, str] | None = None
+    ) -> None:
         self.transport: WSTransport | None = None
         self.on_text = on_text
         self.sent_at = 0.0
         self.index = index
         self.seen = False
         self.reply: asyncio.Future[None] | None = None
+        self.topic = topic["topic"] if topic else None
+        self.event = topic.get("event", "") if topic else ""
+        self.with_ref = bool(topic and topic.get("ref"))
+        self.joined: asyncio.Future[None] | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -43,8 +55,15 @@ class Conn(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind == WSMsgType.TEXT:
+            data = frame.get_payload_as_bytes()
+            if self.topic is not None:
+                if b'"ref":"join"' in data:  # the join's reply (broadcasts may come before it)
+                    if self.joined is not None and not self.joined.done():
+                        self.joined.set_result(None)
+                    return
+                data = topic_payload(data)
             if self.on_text is not None:
-                self.on_text(self, frame.get_payload_as_bytes())
+                self.on_text(self, data)
         elif kind == WSMsgType.CLOSE:
             if not transport.is_close_frame_sent:
                 transport.send_close(frame.get_close_code())
@@ -52,6 +71,11 @@ class Conn(WSListener):
 
     def send(self, payload: bytes) -> None:
         assert self.transport is not None
+        if self.topic is not None:
+            frame: dict[str, Any] = {"topic": self.topic, "event": self.event, "payload": payload.decode()}
+            if self.with_ref:
+                frame["ref"] = "1"
+            payload = json.dumps(frame, separators=(",", ":")).encode()
         self.transport.send(WSMsgType.TEXT, payload)
 
 
@@ -64,13 +88,42 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
+def topic_payload(data: bytes) -> bytes:
+    """The string payload of a topic frame (a reply's response, a push's payload), found without a
+    full JSON decode, so the client's own cost stays close to the other variants' (the workloads
+    send plain ASCII strings); anything else is decoded."""
+    key = b'"response":"' if b'"event":"reply"' in data else b'"payload":"'
+    start = data.find(key)
+    end = data.find(b'"', start + len(key)) if start >= 0 else -1
+    if end < 0:
+        message = json.loads(data)
+        value = message["payload"]["response"] if message.get("event") == "reply" else message.get("payload")
+        return str(value).encode()
+    return data[start + len(key) : end]
+
+
+def topic_of(url: str) -> dict[str, str] | None:
+    """``?topic=echo&event=echo&ref=1`` on a URL: connect as a topic client, join, send those events."""
+    query = parse_qs(urlsplit(url).query)
+    return {k: v[0] for k, v in query.items()} if "topic" in query else None
+
+
 async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, index: int = 0) -> Conn:
+    topic = topic_of(url)
+    headers = dict(HEADERS, **({"Sec-WebSocket-Protocol": "ravyn.topics.v1"} if topic else {}))
     for attempt in range(3):
         try:
             _, listener = await ws_connect(
-                lambda: Conn(on_text, index), url, extra_headers=HEADERS, websocket_handshake_timeout=10
+                lambda: Conn(on_text, index, topic), url, extra_headers=headers, websocket_handshake_timeout=10
             )
-            return listener  # type: ignore[return-value]
+            conn: Conn = listener  # type: ignore[assignment]
+            if topic is not None:
+                assert conn.transport is not None
+                conn.joined = asyncio.get_running_loop().create_future()
+                join = {"topic": topic["topic"], "event": "join", "payload": {}, "ref": "join"}
+                conn.transport.send(WSMsgType.TEXT, json.dumps(join).encode())
+                await asyncio.wait_for(conn.joined, 10)
+            return conn
         except Exception:
             if attempt == 2:
                 raise

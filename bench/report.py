@@ -23,9 +23,10 @@ LABELS = {
     "raw": "raw ASGI app (limit)",
     "ravyn": "ravyn_channels",
     "listloop": "plain list loop over local sockets",
+    "topics": "ravyn_channels topics (event + reply, topic broadcast)",
 }
 X = "\N{MULTIPLICATION SIGN}"
-SHORT = {"ref": "ref", "raw": "raw", "ravyn": "ravyn", "listloop": "list loop"}
+SHORT = {"ref": "ref", "raw": "raw", "ravyn": "ravyn", "listloop": "list loop", "topics": "topics"}
 
 
 # -- machine and versions -----------------------------------------------------------------
@@ -132,6 +133,8 @@ def goal_rows(results: dict[str, Any]) -> list[list[str]]:
         mem = _get(results, "memory", server) or {}
         r = _ratio(_get(mem, "ravyn", "kib_per_conn"), _get(mem, "ref", "kib_per_conn"))
         rows.append([server, "memory per idle connection vs ref", _x(r), f"≤ 1.25{X}", _ok(r, 1.25, higher=False)])
+        r = _ratio(_get(echo, "topics", "msgs_per_s"), ours.get("msgs_per_s"))
+        rows.append([server, "topic event round trip (reply) msgs/s vs raw echo", _x(r), f"≥ 0.8{X}", _ok(r, 0.8)])
     for key in ("daphne/memory", "uvicorn/memory", "daphne/redis", "daphne/pubsub"):
         for n, by_variant in (_get(results, "fanout", key) or {}).items():
             if not isinstance(by_variant, dict):
@@ -151,6 +154,9 @@ def goal_rows(results: dict[str, Any]) -> list[list[str]]:
                 )  # fmt: skip
             r = _ratio(ours, _get(by_variant, "ref", "broadcasts_per_s"))
             rows.append([where, "fan-out broadcasts/s vs ref group_send", _x(r), f"≥ 10{X}", _ok(r, 10.0)])
+            if "topics" in by_variant:
+                r = _ratio(_get(by_variant, "topics", "broadcasts_per_s"), ours)
+                rows.append([where, "topic broadcasts/s vs manager broadcast", _x(r), f"≥ 0.9{X}", _ok(r, 0.9)])
     return rows
 
 
@@ -179,7 +185,9 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
         "- Variants: **ref** = hand-written `AsyncWebsocketConsumer` (Channels tutorial routing, "
         "`AllowedHostsOriginValidator`), **raw** = bare ASGI callable (no Django, the server's ceiling), "
         "**ravyn** = `@websocket` handlers + `ConnectionManager`, **list loop** = `@websocket` handlers "
-        "with the seed's plain list manager. Same paths, same job, same server, same run.",
+        "with the seed's plain list manager, **topics** = a `TopicSocket` (ravyn.topics.v1): the echo is an "
+        "event answered by a reply, the fan-out a topic broadcast (each frame a JSON envelope), the "
+        "connection set-up includes the join. Same job, same server, same run.",
         "- \"server CPU\" is the CPU time the server process(es) used per operation: it does not depend "
         "on how much of the core other processes took, so its ratios are the steadier ones.",
         "",
@@ -195,7 +203,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
     ]
     rows = []
     for server, by_variant in results["echo"].items():
-        for name in ("ref", "raw", "ravyn"):
+        for name in ("ref", "raw", "ravyn", "topics"):
             r = by_variant.get(name, {})
             rows.append([
                 server, LABELS[name], _num(r.get("msgs_per_s")), _num(r.get("p50_ms"), 2), _num(r.get("p99_ms"), 2),
@@ -206,7 +214,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
     lines += ["", "## Connection set-up: connect, one echo, close", ""]
     rows = []
     for server, by_variant in results["handshake"].items():
-        for name in ("ref", "raw", "ravyn"):
+        for name in ("ref", "raw", "ravyn", "topics"):
             r = by_variant.get(name, {})
             rows.append([
                 server, LABELS[name], _num(r.get("handshakes_per_s")), _num(r.get("p50_ms"), 2),
@@ -221,7 +229,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
     ]
     rows = []
     for server, by_variant in results["memory"].items():
-        for name in ("ref", "raw", "ravyn"):
+        for name in ("ref", "raw", "ravyn", "topics"):
             r = by_variant.get(name, {})
             rows.append([
                 server, LABELS[name], _num(r.get("kib_per_conn"), 1), _num(r.get("rss_base_mib"), 1),
@@ -247,7 +255,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
             rows.append([key.replace("/", ", "), "—", by_size["skipped"], "", "", "", "", "", ""])
             continue
         for n, by_variant in by_size.items():
-            for name in ("ref", "raw", "listloop", "ravyn"):
+            for name in ("ref", "raw", "listloop", "ravyn", "topics"):
                 r = by_variant.get(name)
                 if r is None:
                     continue
@@ -280,7 +288,7 @@ def plot(results: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"ref": "#9e9e9e", "raw": "#4c72b0", "listloop": "#8172b2", "ravyn": "#dd8452"}
+    colors = {"ref": "#9e9e9e", "raw": "#4c72b0", "listloop": "#8172b2", "ravyn": "#dd8452", "topics": "#55a868"}
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
 
     def bars(
@@ -300,7 +308,7 @@ def plot(results: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
 
     servers = list(results["echo"])
-    variants = ["ref", "raw", "ravyn"]
+    variants = ["ref", "raw", "ravyn", "topics"]
     bars(axes[0][0], servers, {v: [_get(results, "echo", s, v, "msgs_per_s") or 0 for s in servers] for v in variants},
          "Echo, 50 connections", "messages / s")  # fmt: skip
     bars(axes[0][1], servers,
@@ -310,7 +318,7 @@ def plot(results: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
          {v: [_get(results, "memory", s, v, "kib_per_conn") or 0 for s in results["memory"]] for v in variants},
          "Server memory per idle connection (1,000)", "KiB")  # fmt: skip
     groups: list[str] = []
-    series: dict[str, list[float]] = {v: [] for v in ("ref", "raw", "listloop", "ravyn")}
+    series: dict[str, list[float]] = {v: [] for v in ("ref", "raw", "listloop", "ravyn", "topics")}
     for key, by_size in results["fanout"].items():
         if "skipped" in by_size:
             continue

@@ -19,9 +19,18 @@ from urllib.parse import urlsplit
 
 from .servers import Server, run_client
 
-ECHO_VARIANTS = ("ref", "raw", "ravyn")
-FANOUT_VARIANTS = ("ref", "raw", "listloop", "ravyn")
-REDIS_VARIANTS = ("ref", "ravyn")
+ECHO_VARIANTS = ("ref", "raw", "ravyn", "topics")
+FANOUT_VARIANTS = ("ref", "raw", "listloop", "ravyn", "topics")
+REDIS_VARIANTS = ("ref", "ravyn", "topics")
+
+
+def variant_path(variant: str, path: str) -> str:
+    """The URL path of a workload for a variant: the topics variant joins a topic on its one socket."""
+    if variant != "topics":
+        return path
+    if path == "/echo":
+        return "/live?topic=echo&event=echo&ref=1"
+    return f"/live?topic=room:{path.rsplit('/', 1)[-1]}&event=b"
 
 
 @dataclass
@@ -98,7 +107,8 @@ class Runner:
     @staticmethod
     def _targets(started: dict[str, list[Server]], path: str, variants: tuple[str, ...]) -> dict[str, Any]:
         return {
-            v: {"urls": [s.url(path) for s in started[v]], "pids": [s.pid for s in started[v]]} for v in variants
+            v: {"urls": [s.url(variant_path(v, path)) for s in started[v]], "pids": [s.pid for s in started[v]]}
+            for v in variants
         }
 
     def _client(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -112,7 +122,7 @@ class Runner:
     def run(self) -> dict[str, Any]:
         plan = self.plan
         for server in plan.servers:
-            self.log(f"[{server}] in-memory layer: ref, raw, ravyn, listloop")
+            self.log(f"[{server}] in-memory layer: {', '.join(FANOUT_VARIANTS)}")
             started = self._start(FANOUT_VARIANTS, server, "memory")
             try:
                 self._server_workloads(server, started)
@@ -125,7 +135,7 @@ class Runner:
                 self.results["fanout"][key] = {"skipped": f"no Redis at {url}"}
                 self.log(f"[daphne] {layer}: skipped, no Redis at {url}")
                 continue
-            self.log(f"[2 daphne processes] {layer} layer: ref, ravyn")
+            self.log(f"[2 daphne processes] {layer} layer: {', '.join(REDIS_VARIANTS)}")
             started = self._start(REDIS_VARIANTS, "daphne", layer, copies=2)
             try:
                 self.results["fanout"][key] = self._fanout(started, REDIS_VARIANTS)

@@ -26,6 +26,7 @@ APPS = {
     "raw": "bench.apps.raw:application",
     "ravyn": "bench.apps.ravyn:application",
     "listloop": "bench.apps.listloop:application",
+    "topics": "bench.apps.topics:application",
 }
 
 

@@ -1,5 +1,10 @@
 """Settings of the ravyn_channels demo: embedded defaults, no services needed.
 
+For trying the demo on your machine only: DEBUG is on and SECRET_KEY is public
+unless DJANGO_DEBUG=0 and DJANGO_SECRET_KEY are set. Do not copy these settings
+into a project; the README's "In a Django project" has settings that pass
+``manage.py check --deploy``.
+
 Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to share rooms between daphne
 processes through channels-redis.
 """
@@ -35,6 +40,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "demo_project.urls"

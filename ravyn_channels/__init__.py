@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import status
+from .denial import DenialResponse, WebSocketDenial
+from .limits import TooManyRooms
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -23,13 +25,16 @@ __all__ = [
     "ChannelsGroup",
     "ConnectionManager",
     "Cookie",
+    "DenialResponse",
     "Header",
     "Inject",
     "Member",
     "OnlineUser",
     "Query",
     "Ravyn",
+    "TooManyRooms",
     "WebSocket",
+    "WebSocketDenial",
     "WebSocketDisconnect",
     "WebSocketException",
     "WebSocketPayloadError",

@@ -14,6 +14,7 @@ class RavynChannelsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .auth import connect_signals
         from .conf import get_settings
         from .layers import prepare_layers
         from .servers import install_daphne_adapter
@@ -25,11 +26,12 @@ class RavynChannelsConfig(AppConfig):
         # Before any connection: redis-py 8's 5 s socket timeout must not cut RedisChannelLayer's
         # blocking read (plain consumers share the layer object, so they are fixed too).
         prepare_layers()
+        connect_signals()
         from django.apps import apps
 
         if apps.is_installed("django.contrib.auth"):
-            from .logouts import connect_signals
+            from .logouts import connect_signals as close_sockets_on_logout
 
-            connect_signals()  # a login that ends closes its sockets (CLOSE_ON_LOGOUT)
+            close_sockets_on_logout()  # a login that ends closes its sockets on every process (CLOSE_ON_LOGOUT)
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

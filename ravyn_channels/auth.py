@@ -13,33 +13,105 @@ token travels either way:
   logs and proxies; prefer the subprotocol.
 
 ``issue_token(user)`` signs a short-lived token with Django's ``SECRET_KEY``
-(no table needed); ``token_user`` is a dependency that checks it and makes
-its user the connection's user::
+(no table needed to check it); ``token_user`` is a dependency that checks it
+and makes its user the connection's user::
 
     @websocket("/feed", permissions=[IsAuthenticated])
     async def feed(websocket: WebSocket, user=Inject(token_user)) -> None:
         await websocket.accept(subprotocol=token_subprotocol(websocket))
+
+The token model (README "Token authentication"):
+
+- **Payload, readable by anyone who holds the token** (it is signed, not
+  encrypted): the user's ``pk``, the time it was issued, the user's token
+  generation, and a 16-hex digest derived from the user's password hash
+  (an HMAC keyed with ``SECRET_KEY``; it reveals nothing about the password
+  but changes when the password does). No username, no session key.
+- **Lifetime**: ``RAVYN_CHANNELS["TOKEN_MAX_AGE"]`` seconds (300) from issue,
+  checked at the handshake only: a connection it opened stays open past that.
+- **Void at the next handshake** when the password changes, the user is
+  deactivated or deleted, or the user's tokens are revoked.
+- **Revocation**: ``revoke_tokens(user)`` moves the user's generation on (one
+  row in ``ravyn_channels_tokengeneration``: run ``migrate``), so every token
+  issued before is refused, and sends ``tokens_revoked``. Logging out revokes
+  (``user_logged_out``; ``TOKEN_REVOKE_ON_LOGOUT``); a password saved with
+  ``set_password`` sends ``tokens_revoked`` too.
+- **Open connections**: the receiver of ``tokens_revoked`` installed here
+  closes this process's connections opened with a token of that user (1008,
+  reason ``"token revoked"``). Other processes are not reached: connect your
+  own receiver to ``tokens_revoked`` to tell them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import weakref
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core import signing
-from django.utils.crypto import constant_time_compare
+from django.db import DatabaseError, IntegrityError
+from django.db.models import F
+from django.dispatch import Signal
+from django.utils.crypto import constant_time_compare, salted_hmac
 
+from . import status
 from .params import Query
-from .websocket import WebSocket, WebSocketException
+from .websocket import WebSocket, WebSocketException, WebSocketState
 
-__all__ = ["SCHEME", "bearer_token", "issue_token", "token_subprotocol", "token_user", "user_from_token"]
+__all__ = [
+    "REVOKED_REASON",
+    "SCHEME",
+    "aissue_token",
+    "arevoke_tokens",
+    "bearer_token",
+    "close_token_sockets",
+    "issue_token",
+    "revoke_tokens",
+    "token_subprotocol",
+    "token_user",
+    "tokens_revoked",
+    "user_from_token",
+]
+
+logger = logging.getLogger("ravyn_channels")
 
 #: The subprotocol entry that announces a token: ``["bearer", token]``.
 SCHEME = "bearer"
+#: The close reason of a connection whose token was revoked (code 1008).
+REVOKED_REASON = "token revoked"
 _SALT = "ravyn_channels.auth.token"
+
+#: Sent with ``user_key=str(user.pk)`` when a user's tokens are revoked (``revoke_tokens``,
+#: logout) or their password changed. The receiver installed by ravyn_channels closes this
+#: process's connections opened with a token of that user; connect your own to reach other
+#: processes (the receiver may run in any thread).
+tokens_revoked = Signal()
 
 
 def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=_SALT, sep=".")
+
+
+def _key(user: Any) -> str:
+    pk = getattr(user, "pk", user)
+    if pk is None or isinstance(pk, bool):
+        raise ValueError(f"Tokens belong to saved, logged-in users; got {user!r}.")
+    return str(pk)
+
+
+def _password_digest(user: Any) -> str:
+    """Changes with the password; reveals nothing of the session auth hash it is derived from."""
+    return salted_hmac(_SALT + ".password", user.get_session_auth_hash(), algorithm="sha256").hexdigest()[:16]
+
+
+def _generation(key: str) -> int:
+    from .models import TokenGeneration
+
+    found = TokenGeneration.objects.filter(pk=key).values_list("generation", flat=True).first()
+    return int(found or 0)
 
 
 def bearer_token(websocket: WebSocket) -> str | None:
@@ -59,23 +131,31 @@ def token_subprotocol(websocket: WebSocket) -> str | None:
 def issue_token(user: Any) -> str:
     """A signed token for ``user`` (e.g. in a view, for the page's script to connect with).
 
-    It names the user and is void once the user's password changes; it
-    expires after ``RAVYN_CHANNELS["TOKEN_MAX_AGE"]`` seconds (checked by ``user_from_token``).
+    It names the user and is void once the user's password changes or their
+    tokens are revoked (``revoke_tokens``, logout); it expires after
+    ``RAVYN_CHANNELS["TOKEN_MAX_AGE"]`` seconds (checked by ``user_from_token``).
+    Reads the database (the user's generation): from async code use ``aissue_token``.
     """
     if not getattr(user, "is_authenticated", False):
         raise ValueError("issue_token() needs a logged-in user, not an anonymous one.")
-    return _signer().sign_object([str(user.pk), user.get_session_auth_hash()])
+    key = _key(user)
+    return _signer().sign_object([key, _password_digest(user), _generation(key)])
+
+
+async def aissue_token(user: Any) -> str:
+    """``issue_token`` for async code."""
+    return await sync_to_async(issue_token)(user)
 
 
 async def user_from_token(token: str, *, max_age: float | None = None) -> Any | None:
-    """The active user a token from ``issue_token`` names, or ``None`` (bad, expired or stale)."""
+    """The active user a token from ``issue_token`` names, or ``None`` (bad, expired, stale or revoked)."""
     from django.contrib.auth import get_user_model
 
     from .conf import get_settings
 
     age = get_settings().TOKEN_MAX_AGE if max_age is None else max_age
     try:
-        pk, auth_hash = _signer().unsign_object(token, max_age=age)
+        pk, digest, generation = _signer().unsign_object(token, max_age=age)
     except (signing.BadSignature, ValueError, TypeError):
         return None
     model = get_user_model()
@@ -83,9 +163,140 @@ async def user_from_token(token: str, *, max_age: float | None = None) -> Any | 
         user = await model._default_manager.aget(pk=pk)
     except (model.DoesNotExist, ValueError, TypeError):
         return None
-    if not getattr(user, "is_active", True) or not constant_time_compare(user.get_session_auth_hash(), auth_hash):
+    if not getattr(user, "is_active", True) or not constant_time_compare(_password_digest(user), str(digest)):
+        return None
+    if generation != await sync_to_async(_generation)(str(pk)):
         return None
     return user
+
+
+def revoke_tokens(user: Any) -> None:
+    """Void every token issued to ``user`` (a user or its ``pk``) so far, and send ``tokens_revoked``.
+
+    New handshakes with those tokens are refused on every process (the
+    generation is in the database); this process's open connections that came
+    with such a token close with 1008 at once. Tokens issued afterwards work.
+    """
+    from .models import TokenGeneration
+
+    key = _key(user)
+    if not TokenGeneration.objects.filter(pk=key).update(generation=F("generation") + 1):
+        try:
+            TokenGeneration.objects.create(user_key=key, generation=1)
+        except IntegrityError:  # created meanwhile by another revocation
+            TokenGeneration.objects.filter(pk=key).update(generation=F("generation") + 1)
+    tokens_revoked.send(sender=TokenGeneration, user_key=key)
+
+
+async def arevoke_tokens(user: Any) -> None:
+    """``revoke_tokens`` for async code."""
+    await sync_to_async(revoke_tokens)(user)
+
+
+# -- this process's connections opened with a token ------------------------------------------
+
+_open: dict[str, weakref.WeakKeyDictionary[WebSocket, asyncio.AbstractEventLoop]] = {}
+_open_lock = threading.Lock()
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _register(key: str, websocket: WebSocket) -> None:
+    loop = asyncio.get_running_loop()
+    with _open_lock:
+        _open.setdefault(key, weakref.WeakKeyDictionary())[websocket] = loop
+
+    async def forget() -> None:
+        with _open_lock:
+            sockets = _open.get(key)
+            if sockets is not None:
+                sockets.pop(websocket, None)
+                if not sockets:
+                    del _open[key]
+
+    if websocket.consumer is not None:
+        websocket.consumer.on_close(forget)
+
+
+def close_token_sockets(
+    user_key: str, code: int = status.WS_1008_POLICY_VIOLATION, reason: str = REVOKED_REASON
+) -> int:
+    """Close this process's connections opened with a token of ``user_key`` (``str(pk)``); returns how many.
+
+    Callable from any thread. The handler sees ``WebSocketDisconnect(code)`` at its next receive.
+    """
+    with _open_lock:
+        sockets = list((_open.get(str(user_key)) or {}).items())
+    for websocket, loop in sockets:
+        try:
+            loop.call_soon_threadsafe(_start_close, websocket, code, reason)
+        except RuntimeError:  # its loop is closed: the connection is gone already
+            pass
+    return len(sockets)
+
+
+def _start_close(websocket: WebSocket, code: int, reason: str) -> None:
+    task = asyncio.ensure_future(_close(websocket, code, reason))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.close_code is not None or websocket.application_state is WebSocketState.DISCONNECTED:
+        return
+    consumer = websocket.consumer
+    if consumer is None or websocket.application_state is not WebSocketState.CONNECTED:
+        await websocket.close(code, reason)
+        return
+    path, handler = websocket.scope.get("path"), consumer.route.qualname
+    logger.info("Closing websocket %s (%s) with %d: %s.", path, handler, code, reason)
+    # As the consumer closes for an oversized frame: the close frame, then WebSocketDisconnect(code)
+    # at the handler's next receive.
+    websocket.application_state = WebSocketState.DISCONNECTED
+    await consumer._send({"type": "websocket.close", "code": code, "reason": reason})
+    websocket._client_gone(code, reason)
+    consumer.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
+    consumer._closing = True
+
+
+def _on_revoked(sender: Any, user_key: str, **kwargs: Any) -> None:
+    close_token_sockets(user_key)
+
+
+def _on_logout(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    from .conf import get_settings
+
+    if user is None or getattr(user, "pk", None) is None or not get_settings().TOKEN_REVOKE_ON_LOGOUT:
+        return
+    try:
+        revoke_tokens(user)
+    except DatabaseError as exc:
+        logger.error(
+            "Could not revoke the websocket tokens of user %s at logout (%r): run 'manage.py migrate ravyn_channels'.",
+            user.pk,
+            exc,
+        )
+
+
+def _on_user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # AbstractBaseUser.set_password() keeps the new password in _password until save()
+    # has finished: post_save runs in between. The tokens are void already (their digest
+    # no longer matches); this closes the connections they opened.
+    if getattr(instance, "_password", None) is not None and getattr(instance, "pk", None) is not None:
+        tokens_revoked.send(sender=type(instance), user_key=str(instance.pk))
+
+
+def connect_signals() -> None:
+    """Install ravyn_channels' receivers (called from ``AppConfig.ready``)."""
+    from django.apps import apps
+    from django.db.models.signals import post_save
+
+    tokens_revoked.connect(_on_revoked, dispatch_uid="ravyn_channels.auth.close")
+    if apps.is_installed("django.contrib.auth"):
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.signals import user_logged_out
+
+        user_logged_out.connect(_on_logout, dispatch_uid="ravyn_channels.auth.logout")
+        post_save.connect(_on_user_saved, sender=get_user_model(), dispatch_uid="ravyn_channels.auth.password")
 
 
 async def token_user(websocket: WebSocket, token: str | None = Query(None)) -> Any:
@@ -101,4 +312,5 @@ async def token_user(websocket: WebSocket, token: str | None = Query(None)) -> A
     if user is None:
         raise WebSocketException(reason="invalid or expired token")
     websocket.scope["user"] = user  # type: ignore[index]
+    _register(str(user.pk), websocket)
     return user

@@ -17,6 +17,9 @@
 ``W040``              ``check --deploy``: the open-file limit (``ulimit -n``) is below 4096
 ``W010``              ``RedisChannelLayer`` hosts without ``socket_timeout`` (adjusted at startup)
 ``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
+``E060``, ``W060``    topic sockets: see ``ravyn_channels.topics.checks``
+``W030``              ``TOKEN_MAX_AGE`` over an hour (a copied token connects that long)
+``W031``              ``MAX_ROOMS_PER_CONNECTION`` is ``None`` (one client may join rooms without bound)
 ``E100``              ``RATE_LIMITS`` is not a dict of known keys with valid rates, policy and close code
 ``W100``              ``check --deploy``: a per-IP handshake limit without ``TRUSTED_PROXIES`` (behind a
                       proxy every client would share the proxy's bucket)
@@ -45,11 +48,15 @@ from .params import REQUIRED
 __all__ = [
     "check_channel_layer",
     "check_layer_timeouts",
+    "check_limits",
     "check_open_files",
     "check_origins",
     "check_origins_deploy",
+    "check_rate_limits",
+    "check_rate_limits_deploy",
     "check_routes",
     "check_settings",
+    "check_topics",
     "check_transport_settings",
 ]
 
@@ -173,9 +180,13 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CHANNEL_LAYER": (lambda v: isinstance(v, str), "a CHANNEL_LAYERS alias (str)"),
     "PATCH_DAPHNE": (lambda v: isinstance(v, bool), "True or False"),
     "TOKEN_MAX_AGE": (_non_negative_number, "a number of seconds >= 0"),
+    "TOKEN_REVOKE_ON_LOGOUT": (lambda v: isinstance(v, bool), "True or False"),
     "SEND_BUFFER_LIMIT": (lambda v: v is None or _positive_int(v), "None or a positive int (bytes)"),
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "TOPICS_HEARTBEAT_TIMEOUT": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
+    "TOPICS_MAX_PER_SOCKET": (_positive_int, "a positive int"),
+    "MAX_ROOMS_PER_CONNECTION": (lambda v: v is None or _positive_int(v), "None or a positive int, e.g. 100"),
     "CLOSE_ON_LOGOUT": (lambda v: isinstance(v, bool), "True or False"),
     "METRICS": (lambda v: v is None or isinstance(v, bool), "None, True or False"),
     "PRESENCE_TTL": (
@@ -421,6 +432,50 @@ def check_layer_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                     id="ravyn_channels.W011",
                 )
             )
+    return messages
+
+
+@register("ravyn_channels")
+def check_topics(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E060/W060: topic sockets (``ravyn_channels.topics``), checked only when some are declared."""
+    from .topics.checks import check_topics as check
+
+    return check(app_configs, **kwargs)
+
+
+#: Longest ``TOKEN_MAX_AGE`` (seconds) without W030.
+TOKEN_MAX_AGE_WARNING = 3600
+
+
+@register("ravyn_channels")
+def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W030 long-lived tokens, W031 no cap on rooms per connection."""
+    try:
+        raw = _raw()
+    except TypeError:  # E004 says so
+        return []
+    messages: list[CheckMessage] = []
+    age = raw.get("TOKEN_MAX_AGE")
+    if age is not None and _non_negative_number(age) and age > TOKEN_MAX_AGE_WARNING:
+        messages.append(
+            Warning(
+                f"RAVYN_CHANNELS['TOKEN_MAX_AGE'] is {age!r} seconds: whoever copies a token (a log, a "
+                "screenshot, a shared URL) can open connections as its user for that long.",
+                hint="Keep tokens short-lived (the default is 300 s) and have the page fetch a new one "
+                "when it reconnects; revoke_tokens(user) voids them earlier.",
+                id="ravyn_channels.W030",
+            )
+        )
+    if "MAX_ROOMS_PER_CONNECTION" in raw and raw["MAX_ROOMS_PER_CONNECTION"] is None:
+        messages.append(
+            Warning(
+                "RAVYN_CHANNELS['MAX_ROOMS_PER_CONNECTION'] is None: a client may join rooms without "
+                "bound, and each room costs the server memory and presence work.",
+                hint="Set a limit (the default is 100); catch TooManyRooms in handlers that let "
+                "clients choose rooms.",
+                id="ravyn_channels.W031",
+            )
+        )
     return messages
 
 

@@ -66,11 +66,22 @@ class Settings:
     PATCH_DAPHNE: bool = True
     #: Seconds a token from ``ravyn_channels.auth.issue_token`` stays valid.
     TOKEN_MAX_AGE: float = 300.0
+    #: Revoke a user's tokens (``ravyn_channels.auth.revoke_tokens``) when they log out.
+    TOKEN_REVOKE_ON_LOGOUT: bool = True
     #: Presence (``ConnectionManager(presence=True)``): seconds within which the
     #: connections of a process that died without closing them (SIGKILL, power
     #: loss, lost network) leave ``count``/``members`` and are announced as left.
     #: Each process heartbeats every TTL/4; members expire 3/4·TTL after the last beat.
     PRESENCE_TTL: float = 30.0
+    #: Topic sockets (``ravyn_channels.topics``): seconds without any client frame
+    #: (heartbeats included) after which the socket is closed with 4408; ``None`` or 0: never.
+    TOPICS_HEARTBEAT_TIMEOUT: float | None = 60.0
+    #: Topics one socket may have joined at once; a join beyond it gets an error reply.
+    TOPICS_MAX_PER_SOCKET: int = 100
+
+    #: Rooms one connection may be in through one ``ConnectionManager``; one more raises
+    #: ``TooManyRooms`` (close 1008 when uncaught); ``None``: no limit.
+    MAX_ROOMS_PER_CONNECTION: int | None = 100
     #: Close a user's sockets on every process when their login ends: logout (that
     #: session's sockets), deactivation, password change (see ``ravyn_channels.logouts``).
     CLOSE_ON_LOGOUT: bool = True

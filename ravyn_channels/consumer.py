@@ -23,6 +23,7 @@ from django.conf import settings as django_settings
 
 from . import limits, metrics, ops, servers, status
 from .conf import get_settings
+from .denial import WebSocketDenial
 from .origins import allowed_origins, origin_refusal
 from .proxies import client_address
 from .safetext import escape
@@ -94,6 +95,21 @@ class Inbox:
                 self._room = None
 
 
+def denial_of(exc: BaseException) -> Any:
+    """The HTTP response a refusal asks for: its own ``response``, or that of the refusal it wraps.
+
+    A dependency's ``WebSocketDenial`` reaches the consumer wrapped in a
+    ``ParameterError`` (``raise ... from exc``), so the chain of causes is searched.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if response is not None:
+            return response
+        seen = seen.__cause__
+    return None
+
+
 def _client_repr(scope: dict[str, Any]) -> str:
     client = client_address(scope)
     return escape(f"{client[0]}:{client[1]}") if client else "?"
@@ -160,9 +176,9 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
             return
         refusal = await limits.handshake_refusal(scope, route.rate_limit, route.path)
-        if refusal is not None:  # over a handshake rate limit: one WARNING per client per window
+        if refusal is not None:  # over a handshake rate limit: HTTP 429 (403 where the server cannot)
             metrics.handshake(route.path, "refused_rate_limit")
-            await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION, "reason": refusal})
+            await self._refuse(WebSocketDenial(429, refusal, reason=refusal))
             return
         try:  # parameters, dependencies, permissions
             kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
@@ -170,9 +186,8 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             logger.info(
                 "Refused websocket %s for %s: %s", escape(scope["path"]), route.qualname, escape(describe_refusal(exc))
             )
-            # Before accept a server answers HTTP 403 whatever the code; an in-process client sees it.
             metrics.handshake(route.path, "refused_permission")
-            await send({"type": "websocket.close", "code": exc.code, "reason": exc.reason})
+            await self._refuse(exc)
             return
         except Exception:
             logger.exception("Handler %s: a dependency or permission raised; handshake refused", route.qualname)
@@ -264,6 +279,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             path, why = self.scope["path"], describe_refusal(exc)
             if ws.application_state is WebSocketState.CONNECTING:
                 logger.info("Refused websocket %s for %s: %s", escape(path), route.qualname, escape(why))
+                await self._refuse(exc)
             else:
                 logger.info(
                     "Closing websocket %s (%s) with %d: %s", escape(path), route.qualname, exc.code, escape(why)
@@ -314,17 +330,49 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 message = dict(message, code=servers.close_code(code))
         await self.base_send(message)
 
+    async def _refuse(self, exc: WebSocketException) -> None:
+        """Refuse the handshake: with the refusal's HTTP response where the server can send one, else 403."""
+        ws = self.websocket
+        response = denial_of(exc)
+        if response is not None and ws.application_state is WebSocketState.CONNECTING:
+            if "websocket.http.response" in (self.scope.get("extensions") or {}):
+                try:
+                    await ws.send_denial_response(response)
+                    return
+                except WebSocketDisconnect:
+                    return  # the client left while we answered
+                except Exception:
+                    logger.exception(
+                        "Handler %s: could not send the denial response; refused with 403", self.route.qualname
+                    )
+                    if ws.application_state is not WebSocketState.CONNECTING:
+                        return  # part of the response went out: nothing more can be sent
+            else:
+                logger.info(
+                    "The server cannot answer the handshake with HTTP %s (no websocket denial-response "
+                    "extension); refused with 403",
+                    getattr(response, "status_code", "?"),
+                )
+        await self._close(exc.code, exc.reason)
+
     async def _close(self, code: int, reason: str = "") -> None:
-        """Close from the server side once (before accept: refuse the handshake)."""
+        """Close from the server side once (before accept: refuse the handshake).
+
+        Never raises: a transport that is already dead has nothing left to close.
+        """
         ws = self.websocket
         self._closing = True
-        if ws.application_state is WebSocketState.CONNECTING:
-            ws.application_state = WebSocketState.DISCONNECTED
-            # A server answers HTTP 403 whatever the code; an in-process test client sees it.
-            await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
-        elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
-            ws.application_state = WebSocketState.DISCONNECTED
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            if ws.application_state is WebSocketState.CONNECTING:
+                ws.application_state = WebSocketState.DISCONNECTED
+                # A server answers HTTP 403 whatever the code; an in-process test client sees it.
+                await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
+            elif ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
+                ws.application_state = WebSocketState.DISCONNECTED
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception as exc:  # the server could not write: the client has gone
+            logger.debug("Close of websocket %s not sent (%r): the client has gone", escape(self.scope["path"]), exc)
+            ws._client_gone(status.WS_1006_ABNORMAL_CLOSURE)
         if self._pumping and self._close_timer is None and ws.close_code is None:
             # Wait for the client's close reply, but not forever.
             main = self._main
@@ -340,7 +388,10 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         ws = self.websocket
         if ws.application_state is WebSocketState.CONNECTED and ws.close_code is None:
             ws.application_state = WebSocketState.DISCONNECTED
-            await self._send({"type": "websocket.close", "code": code})
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception as exc:  # the server could not write: the client has gone
+                logger.debug("Close of websocket %s not sent (%r)", self.scope["path"], exc)
         ws._client_gone(code, why)
         self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
         self._closing = True

@@ -1,4 +1,5 @@
-"""Rate limits: handshakes per client IP and per user, messages per connection (token buckets).
+"""Limits: rate limits (handshakes per client IP and per user, messages per connection; token
+buckets) and the rooms one connection may join (``TooManyRooms``).
 
 A rate is ``"<count>/<period>"`` with an optional burst: ``"20/s"``, ``"100/10s"``,
 ``"60/min burst 120"`` (periods ``s``, ``min``, ``h``, optionally with a number:
@@ -34,8 +35,9 @@ from . import status
 from .conf import get_settings
 from .proxies import client_address
 from .safetext import escape
+from .websocket import WebSocketException
 
-__all__ = ["Rate", "RateLimit", "effective_limit", "parse_rate"]
+__all__ = ["Rate", "RateLimit", "TooManyRooms", "effective_limit", "parse_rate"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -350,3 +352,17 @@ def message_limiter(scope: Mapping[str, Any], route_limit: RateLimit | None, pat
         return None
     code = limit.close_code or status.WS_1008_POLICY_VIOLATION
     return MessageLimiter(rate, limit.on_message_limit == "drop", code, _client(scope), path)
+
+
+class TooManyRooms(WebSocketException):
+    """``ConnectionManager.connect`` refused a room: the connection is in ``limit`` rooms of that manager already.
+
+    A ``WebSocketException`` with code 1008: catch it to answer the client and
+    keep the connection; uncaught, it closes the connection with 1008 and one
+    INFO line. The limit is ``RAVYN_CHANNELS["MAX_ROOMS_PER_CONNECTION"]``.
+    """
+
+    def __init__(self, room: str, limit: int):
+        self.room = room
+        self.limit = limit
+        super().__init__(status.WS_1008_POLICY_VIOLATION, f"too many rooms (limit {limit})")

@@ -176,6 +176,8 @@ class ConnectionManager(PresenceMixin):
         the same name are separate), or ``ChannelsGroup(name)`` to join a Channels
         group shared with hand-written consumers (they then receive this manager's
         broadcasts to it, and nothing else).
+        A connection may be in ``RAVYN_CHANNELS["MAX_ROOMS_PER_CONNECTION"]`` rooms of
+        this manager (100); one more raises ``TooManyRooms`` (uncaught: close 1008).
         """
         if meta is not None or presence is not False:
             self._require_presence("connect(meta=..., presence=...)")
@@ -185,6 +187,8 @@ class ConnectionManager(PresenceMixin):
             await websocket.accept()
         hub = await self._hub()
         groups = self._local.get(websocket)
+        if group is not None and groups is not None:
+            _check_room_cap(groups - {self._all, private_group(self._all)}, self.group_name(group), group)
         if groups is None:
             groups = self._local[websocket] = set()
             if websocket.connection_id is None:
@@ -454,6 +458,15 @@ class ConnectionManager(PresenceMixin):
     def kick_sync(self, connection: str, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
         """``kick`` for sync code, by ``connection_id``."""
         ops.kick_sync(connection, code=code, reason=reason)
+
+
+def _check_room_cap(rooms: set[str], name: str, room: str | ChannelsGroup) -> None:
+    """Refuse one more room when the connection is in ``MAX_ROOMS_PER_CONNECTION`` of this manager's rooms."""
+    limit = get_settings().MAX_ROOMS_PER_CONNECTION
+    if limit is not None and name not in rooms and len(rooms) >= limit:
+        from .limits import TooManyRooms
+
+        raise TooManyRooms(room if isinstance(room, str) else room.name, limit)
 
 
 def _json_copy(meta: Any) -> dict[str, Any]:

@@ -12,7 +12,10 @@ in a thread with Django's database hygiene, so they may use the ORM; write
 The route's permissions are checked after its parameters are resolved (so a
 dependency can authenticate, see ``ravyn_channels.auth``) and before the
 handler runs: a refusal refuses the handshake (HTTP 403, one INFO line naming
-the permission). After ``accept``, ``await check_permissions(websocket, ...)``
+the permission). A permission with a ``status_code`` attribute (e.g. 401)
+refuses with that HTTP status and the JSON body ``{"detail": "permission denied"}``
+where the server supports the websocket denial-response extension; one that
+raises ``WebSocketDenial`` chooses the whole response. After ``accept``, ``await check_permissions(websocket, ...)``
 checks again, e.g. per message; a refusal raises ``PermissionRefused``, which
 closes the connection with 1008 and one INFO line when left uncaught.
 """
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from . import status
+from .denial import DenialResponse
 from .websocket import WebSocket, WebSocketException
 
 __all__ = [
@@ -47,9 +51,13 @@ class Permission(Protocol):
 
 
 class BasePermission:
-    """Optional base class: ``message`` says why it refuses (in the log line, not to the client)."""
+    """Optional base class: ``message`` says why it refuses (in the log line, not to the client).
+
+    ``status_code``: the HTTP status of a refusal before ``accept`` (``None``: 403).
+    """
 
     message = "permission refused"
+    status_code: int | None = None
 
     def has_permission(self, websocket: WebSocket) -> bool | Awaitable[bool]:
         return True
@@ -59,7 +67,7 @@ class BasePermission:
 
 
 class PermissionRefused(WebSocketException):
-    """A permission refused the connection: 403 before ``accept``, close 1008 after.
+    """A permission refused the connection: 403 (or its ``status_code``) before ``accept``, close 1008 after.
 
     The client only sees the reason ``"permission denied"``; the log line
     names the permission and its ``message``.
@@ -69,6 +77,9 @@ class PermissionRefused(WebSocketException):
         self.permission = permission
         self.detail = detail or getattr(permission, "message", None) or "permission refused"
         super().__init__(status.WS_1008_POLICY_VIOLATION, "permission denied")
+        status_code = getattr(permission, "status_code", None)
+        if status_code is not None:
+            self.response = DenialResponse({"detail": "permission denied"}, status_code=status_code)
 
     def __str__(self) -> str:
         return f"permission {permission_name(self.permission)} refused: {self.detail}"
@@ -155,6 +166,12 @@ def permission_list(items: Iterable[Any] | None, where: str) -> tuple[Permission
             raise TypeError(
                 f"{where}: {item!r} is not a permission; give a class or object with "
                 "has_permission(websocket) -> bool (see ravyn_channels.permissions)."
+            )
+        code = getattr(item, "status_code", None)
+        if code is not None and (not isinstance(code, int) or isinstance(code, bool) or not 300 <= code <= 599):
+            raise ValueError(
+                f"{where}: permission {permission_name(item)} has status_code={code!r}; "
+                "give an HTTP status from 300 to 599 (e.g. 401), or None for 403."
             )
         result.append(item)
     return tuple(result)

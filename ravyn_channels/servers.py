@@ -28,6 +28,15 @@ in a few precise places, each fixed here by wrapping one daphne method:
 - ``Server.kill_all_applications``: daphne's version stops at the first
   connection with no application (``KeyError``), so on SIGTERM no handler was
   cancelled; ours cancels them all, and each closes its client with 1001.
+- ASGI parity with uvicorn (also in ``handle_reply``, ``onClose`` and
+  ``sendHttpErrorResponse``): ``websocket.accept`` sends its ``headers``
+  (daphne dropped them); the client's close reason reaches the application
+  (``websocket.disconnect`` carries ``reason``; a close frame without a code
+  reads 1005, not ``None``); sends after the close handshake began are dropped
+  (the disconnect follows) instead of raising autobahn's ``Disconnected``; and
+  the websocket denial-response extension is implemented and advertised in
+  ``scope["extensions"]``: ``websocket.http.response.start``/``.body`` before
+  ``accept`` answer the handshake with that HTTP response.
 
 With ``RAVYN_CHANNELS["PATCH_DAPHNE"] = False`` nothing is changed and, under
 daphne, ``close_code()`` mirrors RFC codes into the private range:
@@ -38,9 +47,11 @@ uvicorn and other servers send every code as given.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import sys
 from functools import partial
+from http import HTTPStatus
 from typing import Any
 
 from . import metrics, status
@@ -67,7 +78,11 @@ def close_code(code: int) -> int:
 
 
 class FlowControlQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """An application input queue that pauses the socket while ``high`` messages wait."""
+    """An application input queue that pauses the socket while ``high`` messages wait.
+
+    ``disconnect_extra`` is merged into the ``websocket.disconnect`` message
+    (our ``onClose`` puts the client's close reason there before daphne's runs).
+    """
 
     def __init__(self, transport: Any, high: int):
         super().__init__()
@@ -75,8 +90,11 @@ class FlowControlQueue(asyncio.Queue):  # type: ignore[type-arg]
         self._high = high
         self._low = max(high // 4, 1)
         self.paused = False
+        self.disconnect_extra: dict[str, Any] = {}
 
     def put_nowait(self, item: Any) -> None:
+        if self.disconnect_extra and item.get("type") == "websocket.disconnect":
+            item = {**item, **self.disconnect_extra}
         super().put_nowait(item)
         if not self.paused and self.qsize() >= self._high:
             self.paused = True
@@ -156,6 +174,7 @@ def _keep_peer(server: Any, protocol: Any, scope: dict[str, Any]) -> None:
             server.proxy_forwarded_address_header,
         )
 
+
 class RequestHeadDeadline:
     """Aborts an HTTP connection whose request head does not arrive within ``timeout`` seconds.
 
@@ -229,6 +248,43 @@ class RequestHeadDeadline:
         transport.abortConnection()
 
 
+def _accept_headers(raw: Any) -> dict[str, list[str]]:
+    """ASGI accept headers as autobahn's ``succeedHandshake`` takes them (name -> values)."""
+    headers: dict[str, list[str]] = {}
+    for name, value in _checked_headers(raw):
+        headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    return headers
+
+
+def _checked_headers(raw: Any) -> list[tuple[bytes, bytes]]:
+    pairs = []
+    for name, value in raw or ():
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise ValueError(f"ASGI header names and values must be bytes, got {(name, value)!r}.")
+        if b"\r" in name + value or b"\n" in name + value or b":" in name:
+            raise ValueError(f"Invalid ASGI header {(name, value)!r}: CR, LF (or ':' in a name) are not allowed.")
+        pairs.append((name, value))
+    return pairs
+
+
+def _http_response(status_code: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """The bytes of an HTTP/1.1 response that refuses a websocket handshake (as uvicorn writes it)."""
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "Unknown"
+    names = {name.lower() for name, _ in headers}
+    defaults = [
+        (b"date", email.utils.formatdate(usegmt=True).encode("ascii")),
+        (b"connection", b"close"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"content-type", b"text/plain; charset=utf-8"),
+    ]
+    lines = [f"HTTP/1.1 {status_code} {phrase}".encode("ascii")]
+    lines += [name + b": " + value for name, value in headers + [d for d in defaults if d[0] not in names]]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 def install_daphne_adapter() -> bool:
     """Adapt daphne (idempotent). Returns whether the adapter is installed."""
     global _installed
@@ -249,10 +305,12 @@ def install_daphne_adapter() -> bool:
     original_reply = WebSocketProtocol.handle_reply
     original_connect = WebSocketProtocol.onConnect
     original_create = Server.create_application
+    original_close = WebSocketProtocol.onClose
+    original_error_response = WebSocketProtocol.sendHttpErrorResponse
 
     def handle_reply(self: Any, message: dict[str, Any]) -> None:
+        kind = message.get("type")
         if self.state == AutobahnProtocol.STATE_OPEN:
-            kind = message.get("type")
             if kind == "websocket.send":
                 _send(self, message)
                 return
@@ -264,7 +322,65 @@ def install_daphne_adapter() -> bool:
                     isReply=False,
                 )
                 return
+        elif self.state == AutobahnProtocol.STATE_CONNECTING and hasattr(self, "handshake_deferred"):
+            if kind == "websocket.accept" and message.get("headers"):
+                headers = _accept_headers(message["headers"])
+                self.handshake_deferred.callback((message.get("subprotocol"), headers))
+                del self.handshake_deferred
+                return
+            if kind in ("websocket.http.response.start", "websocket.http.response.body"):
+                _denial_reply(self, message)
+                return
+        elif kind in ("websocket.send", "websocket.close"):
+            # The close handshake has begun (the client's close frame, or ours): nothing more can
+            # be sent, and the disconnect message with the client's code follows.
+            return
         original_reply(self, message)
+
+    def _denial_reply(self: Any, message: dict[str, Any]) -> None:
+        pending = getattr(self, "_ravyn_denial", None)
+        if message["type"] == "websocket.http.response.start":
+            code = message.get("status")
+            if pending is not None or not isinstance(code, int) or not 100 <= code <= 599:
+                raise ValueError(f"Invalid websocket.http.response.start {message!r}: one status, 100-599.")
+            self._ravyn_denial = (code, _checked_headers(message.get("headers")), bytearray())
+            return
+        if pending is None:
+            raise ValueError("websocket.http.response.body came before websocket.http.response.start.")
+        code, headers, body = pending
+        body += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        # autobahn's failHandshake writes the response (our sendHttpErrorResponse) and drops the TCP.
+        self._ravyn_denial_bytes = _http_response(code, headers, bytes(body))
+        deferred = self.handshake_deferred
+        del self.handshake_deferred
+        deferred.errback(ConnectionDeny(code, "denied by the application"))  # type: ignore[no-untyped-call]
+        self.server.protocol_disconnected(self)
+        client = f"{self.client_addr[0]}:{self.client_addr[1]}" if self.client_addr else None
+        self.server.log_action("websocket", "rejected", {"path": self.request.path, "client": client})
+
+    def sendHttpErrorResponse(self: Any, code: int, reason: str, responseHeaders: Any = None) -> None:
+        denial = getattr(self, "_ravyn_denial_bytes", None)
+        if denial is None:
+            original_error_response(self, code, reason, responseHeaders)
+        else:
+            self._ravyn_denial_bytes = None
+            self.sendData(denial)
+
+    # When autobahn itself closed the connection (1009 oversized, 1002, 1007, too many
+    # fragments), the application hears that code, not the client's echo or 1006 when the
+    # client vanished without replying. A clean close without a code reads 1005, and the
+    # client's reason reaches the handler (daphne passes neither).
+    def onClose(self: Any, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.failedByMe and self.localCloseCode is not None:
+            code = self.localCloseCode
+        queue = getattr(self, "application_queue", None)
+        if wasClean:
+            code = status.WS_1005_NO_STATUS_RCVD if code is None else code
+            if reason and isinstance(queue, FlowControlQueue):
+                queue.disconnect_extra = {"reason": reason}
+        original_close(self, wasClean, code, reason)
 
     def onConnect(self: Any, request: Any) -> Any:
         protocols = request.headers.get("sec-websocket-protocol", "")
@@ -287,6 +403,7 @@ def install_daphne_adapter() -> bool:
         assert "application_instance" not in self.connections[protocol]
         queue = FlowControlQueue(protocol.transport, get_settings().RECEIVE_QUEUE_LIMIT)
         scope.setdefault("asgi", {"version": "3.0"})
+        scope["extensions"] = {**(scope.get("extensions") or {}), "websocket.http.response": {}}
         instance = self.application(scope=scope, receive=queue.get, send=partial(self.handle_reply, protocol))
         if protocol not in self.connections:
             return None
@@ -374,16 +491,6 @@ def install_daphne_adapter() -> bool:
                 return
         original_ping(self, payload)
 
-    original_close = WebSocketProtocol.onClose
-
-    # When autobahn itself closed the connection (1009 oversized, 1002, 1007, too many
-    # fragments), the application hears that code, not the client's echo or 1006 when the
-    # client vanished without replying.
-    def onClose(self: Any, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self.failedByMe and self.localCloseCode is not None:
-            code = self.localCloseCode
-        original_close(self, wasClean, code, reason)
-
     original_build = HTTPFactory.buildProtocol
 
     def buildProtocol(self: Any, addr: Any) -> Any:
@@ -404,6 +511,7 @@ def install_daphne_adapter() -> bool:
         (WebSocketProtocol, "onPing", onPing, original_ping),
         (WebSocketProtocol, "onClose", onClose, original_close),
         (HTTPFactory, "buildProtocol", buildProtocol, original_build),
+        (WebSocketProtocol, "sendHttpErrorResponse", sendHttpErrorResponse, original_error_response),
         (Server, "create_application", create_application, original_create),
         (Server, "kill_all_applications", kill_all_applications, Server.kill_all_applications),
     )

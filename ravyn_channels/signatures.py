@@ -221,13 +221,15 @@ def plan_for(
     func: Callable[..., Any],
     path_params: Mapping[str, type],
     *,
+    needs_websocket: bool = True,
     _handler: str | None = None,
     _stack: tuple[Any, ...] = (),
 ) -> Plan:
     """Read ``func``'s signature against the route's ``{name: type}`` path parameters.
 
-    ``func`` is a handler (it must take the ``WebSocket``) or, internally, one
-    of its dependencies.
+    ``func`` is a handler (it must take the ``WebSocket`` unless
+    ``needs_websocket=False``, as topic handlers) or, internally, one of its
+    dependencies.
     """
     is_handler = _handler is None
     where = qualname(func) if is_handler else f"{_handler}: dependency {qualname(func)}"
@@ -260,7 +262,7 @@ def plan_for(
                 )
             websocket_param = name
         params.append(param)
-    if is_handler and websocket_param is None:
+    if is_handler and needs_websocket and websocket_param is None:
         raise TypeError(
             f"{where}: no parameter receives the WebSocket. Add 'websocket: WebSocket' "
             "to the signature (the names socket and ws work too)."

@@ -8,6 +8,7 @@ bounded inbox and ``send`` writes straight to the server.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -21,6 +22,7 @@ from . import status
 __all__ = [
     "URL",
     "Address",
+    "HeaderItems",
     "Headers",
     "QueryParams",
     "WebSocket",
@@ -35,6 +37,44 @@ logger = logging.getLogger("ravyn_channels")
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+#: Response headers as ``accept(headers=...)`` and denial responses take them: a mapping
+#: or an iterable of ``(name, value)`` pairs, each ``str`` (latin-1) or ``bytes``.
+HeaderItems = Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]
+
+
+def header_pairs(headers: HeaderItems | None) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs (lower-case ``bytes`` names, ``bytes`` values) from a dict or pairs.
+
+    Raises ``TypeError`` for anything else and ``ValueError`` for a name or value
+    that would break the HTTP response (CR, LF, or not latin-1).
+    """
+    if headers is None:
+        return []
+    items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f"headers= takes a dict or (name, value) pairs, got {headers!r}.")
+    pairs = []
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"headers= takes a dict or (name, value) pairs, e.g. {{'x-token': 'abc'}} or "
+                f"[(b'x-token', b'abc')]; got the item {item!r}."
+            ) from None
+        try:
+            pair = [part.encode("latin-1") if isinstance(part, str) else part for part in (name, value)]
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"header {item!r}: HTTP headers are latin-1; pass the value as bytes (e.g. value.encode()) "
+                "or percent-encode it."
+            ) from None
+        if not all(isinstance(part, bytes) for part in pair):
+            raise TypeError(f"header {item!r}: name and value must be str or bytes.")
+        if any(b"\r" in part or b"\n" in part for part in pair) or not pair[0]:
+            raise ValueError(f"header {item!r}: a name must be non-empty and neither may contain CR or LF.")
+        pairs.append((pair[0].lower(), pair[1]))
+    return pairs
 
 
 class WebSocketDisconnect(Exception):
@@ -69,12 +109,17 @@ class WebSocketPayloadError(ValueError):
 class WebSocketException(Exception):
     """Refuse or close the connection with ``code`` (default 1008, policy violation).
 
-    Raised by a dependency or a permission, it refuses the handshake (HTTP 403).
-    Raised by a handler after ``accept`` and left uncaught, it closes the
+    Raised by a dependency or a permission, it refuses the handshake (HTTP 403;
+    ``WebSocketDenial``, a subclass, chooses the HTTP response). Raised by a
+    handler after ``accept`` and left uncaught, it closes the
     connection with ``code`` and ``reason``. Either way the server logs one
     INFO line and no traceback. ``reason`` reaches the client: keep it short
     (at most 123 bytes are sent) and free of secrets.
     """
+
+    #: The HTTP response that refuses the handshake when the server supports the
+    #: denial-response extension (``None``: a plain 403). See ``WebSocketDenial``.
+    response: Any = None
 
     def __init__(self, code: int = status.WS_1008_POLICY_VIOLATION, reason: str | None = None):
         status.check_sendable(code)
@@ -97,11 +142,16 @@ def describe_refusal(exc: WebSocketException) -> str:
 
 
 class WebSocketState(enum.Enum):
-    """Where one side of the connection is: ``CONNECTING``, ``CONNECTED`` or ``DISCONNECTED``."""
+    """Where one side of the connection is: ``CONNECTING``, ``CONNECTED`` or ``DISCONNECTED``.
+
+    ``RESPONSE``: the application is answering the handshake with an HTTP
+    response (``send_denial_response``) and has not sent its last body part yet.
+    """
 
     CONNECTING = 0
     CONNECTED = 1
     DISCONNECTED = 2
+    RESPONSE = 3
 
 
 class Address(NamedTuple):
@@ -432,13 +482,38 @@ class WebSocket(Mapping[str, Any]):
                 self.application_state = WebSocketState.CONNECTED
             elif kind == "websocket.close":
                 self.application_state = WebSocketState.DISCONNECTED
+            elif kind == "websocket.http.response.start":
+                self.application_state = WebSocketState.RESPONSE
             elif kind == "websocket.send":
                 raise _not_connected("sending")
             else:
-                raise RuntimeError(f'Expected "websocket.accept" or "websocket.close", got {kind!r}.')
+                raise RuntimeError(
+                    'Expected "websocket.accept", "websocket.close" or "websocket.http.response.start", '
+                    f"got {kind!r}."
+                )
+        elif state is WebSocketState.RESPONSE:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f'Expected "websocket.http.response.body", got {kind!r}.')
+            if not message.get("more_body", False):
+                self.application_state = WebSocketState.DISCONNECTED
         else:
             raise RuntimeError('Cannot call "send" once a close message has been sent.')
-        await self._send(message)
+        await self._transport_send(message)
+
+    async def _transport_send(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError as exc:
+            raise await self._send_failed() from exc
+
+    async def _send_failed(self) -> WebSocketDisconnect:
+        # The server could not write (uvicorn's ClientDisconnected, a reset socket): for the
+        # handler that is the client gone, as when the server reports it. One turn of the loop
+        # first, so a disconnect message the server has already queued (the client's close
+        # frame, with its code and reason) is recorded before 1006 would be.
+        await asyncio.sleep(0)
+        self._client_gone(status.WS_1006_ABNORMAL_CLOSURE)
+        return WebSocketDisconnect(self.close_code or status.WS_1006_ABNORMAL_CLOSURE, self.close_reason)
 
     def _client_gone(self, code: int, reason: str | None = None) -> None:
         """Record that the client has gone: sends raise from now on.
@@ -452,17 +527,48 @@ class WebSocket(Mapping[str, Any]):
 
     # -- handshake and close ------------------------------------------------------------
 
-    async def accept(
-        self,
-        subprotocol: str | None = None,
-        headers: Iterable[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        """Accept the handshake, optionally choosing one of the client's subprotocols."""
+    async def accept(self, subprotocol: str | None = None, headers: HeaderItems | None = None) -> None:
+        """Accept the handshake, optionally choosing one of the client's subprotocols.
+
+        ``headers`` are added to the handshake response: a dict
+        (``{"x-server": "ravyn"}``) or ``(name, value)`` pairs, ``str`` or ``bytes``.
+        """
+        pairs = header_pairs(headers)  # a bad header fails here, not in the server
         if self.client_state is WebSocketState.CONNECTING:
             await self.receive()  # the websocket.connect message
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
-        if headers:
-            message["headers"] = list(headers)
+        if pairs:
+            message["headers"] = pairs
+        await self.send(message)
+
+    async def send_denial_response(self, response: Any) -> None:
+        """Refuse the handshake with an HTTP response (status, headers, body) instead of a 403.
+
+        ``response`` is a ``ravyn_channels.DenialResponse``, a Django
+        ``HttpResponse`` or an ASGI response such as Starlette's. The server must
+        support ASGI's websocket denial-response extension (uvicorn does, and
+        daphne with ravyn_channels' adapter); otherwise this raises
+        ``RuntimeError`` and ``websocket.close()`` (HTTP 403) is the way to refuse.
+        """
+        if "websocket.http.response" not in (self.scope.get("extensions") or {}):
+            raise RuntimeError(
+                "The server doesn't support the WebSocket Denial Response extension "
+                "(scope['extensions'] has no 'websocket.http.response'); refuse with "
+                "websocket.close() (HTTP 403), or serve with uvicorn, or daphne with "
+                "RAVYN_CHANNELS['PATCH_DAPHNE'] = True."
+            )
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(
+                "send_denial_response() answers the handshake, so it must come before accept() or close()."
+            )
+        from .denial import asgi_response
+
+        await asgi_response(response)(self.scope, self._receive, self._denial_send)
+
+    async def _denial_send(self, message: Message) -> None:
+        kind = message.get("type", "")
+        if kind.startswith("http.response."):  # a plain ASGI HTTP response: same messages, prefixed
+            message = dict(message, type=f"websocket.{kind}")
         await self.send(message)
 
     async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
@@ -568,14 +674,20 @@ class WebSocket(Mapping[str, Any]):
     async def send_text(self, data: str) -> None:
         """Send a text frame."""
         if self.application_state is WebSocketState.CONNECTED and self.close_code is None:
-            await self._send({"type": "websocket.send", "text": data})  # what send() does, one call less
+            try:  # what send() does, one call less
+                await self._send({"type": "websocket.send", "text": data})
+            except OSError as exc:
+                raise await self._send_failed() from exc
         else:
             await self.send({"type": "websocket.send", "text": data})
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary frame."""
         if self.application_state is WebSocketState.CONNECTED and self.close_code is None:
-            await self._send({"type": "websocket.send", "bytes": data})
+            try:
+                await self._send({"type": "websocket.send", "bytes": data})
+            except OSError as exc:
+                raise await self._send_failed() from exc
         else:
             await self.send({"type": "websocket.send", "bytes": data})
 

@@ -90,8 +90,7 @@ async def test_each_connection_runs_its_own_handler_task() -> None:
         await websocket.accept()
         await websocket.receive_text()
 
-    async with connect(task_handler, "/task"), connect(task_handler, "/task"):
-        await asyncio.sleep(0.05)
+    async with connect(task_handler, "/task"), connect(task_handler, "/task"):  # both accepted
         assert len(tasks) == 2 and tasks[0] is not tasks[1]
     assert all(t.done() for t in tasks)
 

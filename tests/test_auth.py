@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from ravyn_channels import Inject, WebSocket, websocket
-from ravyn_channels.auth import bearer_token, issue_token, token_subprotocol, token_user, user_from_token
+from ravyn_channels.auth import aissue_token, bearer_token, issue_token, token_subprotocol, token_user, user_from_token
 from ravyn_channels.permissions import IsAuthenticated
 from ravyn_channels.testing import HandshakeRefused, connect
 
@@ -60,7 +60,7 @@ async def test_issued_token_names_its_user() -> None:
 
 async def test_password_change_voids_tokens() -> None:
     ada = await make_user("ada")
-    token = issue_token(ada)
+    token = await aissue_token(ada)
     ada.set_password("new")
     await sync_to_async(ada.save)()
     assert await user_from_token(token) is None
@@ -75,14 +75,14 @@ def test_anonymous_users_get_no_token() -> None:
 
 async def test_token_in_subprotocol_is_accepted_with_bearer_echoed() -> None:
     ada = await make_user("ada")
-    async with connect(feed, "/auth/feed", subprotocols=["bearer", issue_token(ada)]) as ws:
+    async with connect(feed, "/auth/feed", subprotocols=["bearer", await aissue_token(ada)]) as ws:
         assert ws.subprotocol == "bearer"
         assert await ws.receive_text() == "ada ada"  # the dependency set websocket.user
 
 
 async def test_token_in_query_string_is_accepted_without_subprotocol() -> None:
     ada = await make_user("ada")
-    async with connect(feed, f"/auth/feed?token={issue_token(ada)}") as ws:
+    async with connect(feed, f"/auth/feed?token={await aissue_token(ada)}") as ws:
         assert ws.subprotocol is None
         assert await ws.receive_text() == "ada ada"
 
@@ -96,3 +96,75 @@ async def test_missing_or_bad_token_is_refused(rc_logs: pytest.LogCaptureFixture
     assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
     assert "parameter 'user': ravyn_channels.auth.token_user refused (no token" in lines[0].getMessage()
     assert "refused (invalid or expired token)" in lines[1].getMessage()
+
+
+@websocket("/auth/hold", permissions=[IsAuthenticated])
+async def hold(websocket: WebSocket, user: Any = Inject(token_user)) -> None:
+    """Echo until the client leaves."""
+    await websocket.accept(subprotocol=token_subprotocol(websocket))
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
+
+
+async def test_revoked_tokens_are_refused_and_new_ones_work() -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    ada = await make_user("ada")
+    old = await aissue_token(ada)
+    await arevoke_tokens(ada)
+    assert await user_from_token(old) is None
+    fresh = await aissue_token(ada)
+    assert (await user_from_token(fresh)).pk == ada.pk  # type: ignore[union-attr]
+    await arevoke_tokens(ada.pk)  # a pk works as well
+    assert await user_from_token(fresh) is None
+
+
+async def test_logout_revokes_tokens_unless_turned_off(settings: Any) -> None:
+    from django.contrib.auth.signals import user_logged_out
+
+    ada = await make_user("ada")
+    token = await aissue_token(ada)
+    settings.RAVYN_CHANNELS = {"TOKEN_REVOKE_ON_LOGOUT": False}
+    await sync_to_async(user_logged_out.send)(sender=type(ada), request=None, user=ada)
+    assert await user_from_token(token) is not None
+    settings.RAVYN_CHANNELS = {}
+    await sync_to_async(user_logged_out.send)(sender=type(ada), request=None, user=ada)
+    assert await user_from_token(token) is None
+
+
+async def test_payload_reveals_pk_and_generation_only() -> None:
+    import base64
+    import zlib
+
+    ada = await make_user("ada_secret_name")
+    token = await aissue_token(ada)
+    body = token.split(".")[0]
+    raw = base64.urlsafe_b64decode(body.lstrip(".") + "=" * (-len(body) % 4))
+    data = zlib.decompress(raw) if token.startswith(".") else raw
+    pk, digest, generation = __import__("json").loads(data)
+    assert (pk, generation) == (str(ada.pk), 0)
+    assert len(digest) == 16 and digest not in ada.get_session_auth_hash()
+    assert b"ada_secret_name" not in data and ada.get_session_auth_hash().encode() not in data
+
+
+async def test_revocation_closes_open_token_connections_in_this_process() -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    ada, bob = await make_user("ada"), await make_user("bob")
+    async with connect(hold, "/auth/hold", subprotocols=["bearer", await aissue_token(ada)]) as a:
+        async with connect(hold, "/auth/hold", subprotocols=["bearer", await aissue_token(bob)]) as b:
+            await a.send_text("hi")
+            assert await a.receive_text() == "hi"
+            await arevoke_tokens(ada)
+            assert await a.wait_closed() == 1008
+            assert a.close_reason == "token revoked"
+            await b.send_text("still here")
+            assert await b.receive_text() == "still here"
+
+
+async def test_password_change_closes_open_token_connections() -> None:
+    ada = await make_user("ada")
+    async with connect(hold, "/auth/hold", subprotocols=["bearer", await aissue_token(ada)]) as a:
+        ada.set_password("new")
+        await sync_to_async(ada.save)()
+        assert await a.wait_closed() == 1008

@@ -14,6 +14,7 @@ from ravyn_channels import Query, WebSocket, WebSocketRoute
 from ravyn_channels.checks import (
     check_channel_layer,
     check_layer_timeouts,
+    check_limits,
     check_origins,
     check_origins_deploy,
     check_routes,
@@ -106,6 +107,8 @@ def test_e003_logged_in_user_without_authentication() -> None:
         ("ORIGINS", "https://a.example", "None or a list of origin patterns"),
         ("REQUIRE_ORIGIN", "yes", "True or False"),
         ("CLOSE_TIMEOUT", -1, "a number of seconds >= 0"),
+        ("MAX_ROOMS_PER_CONNECTION", 0, "None or a positive int, e.g. 100"),
+        ("TOKEN_REVOKE_ON_LOGOUT", "yes", "True or False"),
     ],
 )
 def test_e004_invalid_setting_value(key: str, value: Any, expected: str) -> None:
@@ -282,3 +285,20 @@ def test_safe_layer_configurations_pass() -> None:
     }
     with override_settings(CHANNEL_LAYERS=layers):
         assert check_layer_timeouts() == []
+
+
+def test_w030_long_lived_tokens() -> None:
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 86400}):
+        [warning] = check_limits()
+    assert warning.id == "ravyn_channels.W030" and "86400 seconds" in warning.msg and warning.hint
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 3600}):
+        assert check_limits() == []
+
+
+def test_w031_no_room_cap() -> None:
+    with override_settings(RAVYN_CHANNELS={"MAX_ROOMS_PER_CONNECTION": None}):
+        [warning] = check_limits()
+    assert warning.id == "ravyn_channels.W031" and "TooManyRooms" in warning.hint
+    with override_settings(RAVYN_CHANNELS={"MAX_ROOMS_PER_CONNECTION": 500}):
+        assert check_limits() == []
+    assert check_limits() == []  # the defaults

@@ -113,7 +113,8 @@ async def test_global_handshake_limit_per_ip_refuses_and_warns_once(caplog: pyte
             with pytest.raises(HandshakeRefused) as info:
                 async with connect(open_route, "/open", headers={"X-Forwarded-For": "203.0.113.9"}):
                     pass
-            assert info.value.code == 1008
+            assert info.value.status_code == 429
+            assert info.value.json() == {"detail": "over handshakes_per_ip = 2/60s"}
         async with connect(open_route, "/open", headers={"X-Forwarded-For": "203.0.113.10"}) as ws:
             assert await ws.receive_text() == "hi"  # another client has its own bucket
     warned = [r.getMessage() for r in caplog.records if "Refusing websocket handshakes" in r.getMessage()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -16,7 +17,7 @@ from django.test import override_settings
 from ravyn_channels import ConnectionManager, Member, OnlineUser, WebSocket, websocket
 from ravyn_channels.conf import get_settings
 from ravyn_channels.manager import _hub
-from ravyn_channels.presence import PRESENCE, timings
+from ravyn_channels.presence import PRESENCE, member_id, timings
 from ravyn_channels.presence.tracker import GAP_WAIT
 from ravyn_channels.testing import connect
 
@@ -57,6 +58,10 @@ def room() -> str:
 
 def as_user(pk: int, username: str) -> dict[str, Any]:
     return {"user": User(pk=pk, username=username)}
+
+
+async def _async(value: T) -> T:
+    return value
 
 
 async def eventually(read: Callable[[], Awaitable[T]], expected: T, timeout: float = 5.0) -> T:
@@ -188,12 +193,13 @@ async def test_state_on_join_then_one_diff_per_change_in_order() -> None:
         [state] = await frames(watcher, 1)
         assert state["type"] == "presence_state" and state["room"] == r
         [(wid, winfo)] = state["members"].items()
-        assert winfo["meta"] == {"nick": "w"} and winfo["user_id"] is None
+        assert winfo == {"meta": {"nick": "w"}}  # only what the application published
         async with connect(room_socket, f"/p/{r}?nick=a") as a:
-            aid = await ready(a)
+            aid = member_id(await ready(a))
             async with connect(room_socket, f"/p/{r}", scope=as_user(5, "bo")) as b:
-                bid = await ready(b)
-        diffs = await frames(watcher, 4)
+                bid = member_id(await ready(b))
+        raw = [await watcher.receive_text() for _ in range(4)]
+        diffs = [json.loads(text) for text in raw]
         assert [(d["type"], list(d["joins"]), list(d["leaves"])) for d in diffs] == [
             ("presence_diff", [aid], []),
             ("presence_diff", [bid], []),
@@ -201,7 +207,9 @@ async def test_state_on_join_then_one_diff_per_change_in_order() -> None:
             ("presence_diff", [], [aid]),
         ]
         assert [d["seq"] for d in diffs] == [state["seq"] + i for i in range(1, 5)]
-        assert diffs[1]["joins"][bid]["username"] == "bo" and diffs[3]["leaves"][aid]["meta"] == {"nick": "a"}
+        assert diffs[1]["joins"][bid] == {"meta": {}} and diffs[3]["leaves"][aid]["meta"] == {"nick": "a"}
+        # Nothing of the server or of the user: no channel name, no user id, no username.
+        assert not any(word in text for text in raw for word in ("specific.", '"5"', "bo\"", "user_id", "#"))
         assert await watcher.receive_nothing(0.2)
     assert wid
 
@@ -221,7 +229,7 @@ async def test_manager_wide_subscription() -> None:
         [state] = await frames(watcher, 1)
         assert state["type"] == "presence_state" and state["room"] is None
         async with connect(room_socket, f"/p/{room()}") as other:
-            oid = await ready(other)
+            oid = member_id(await ready(other))
         joined, left = await frames(watcher, 2)
         assert list(joined["joins"]) == [oid] and list(left["leaves"]) == [oid]
 
@@ -265,8 +273,8 @@ async def test_changes_arriving_out_of_order_are_delivered_in_order() -> None:
         tracker.receive({**event, "seq": seq + 1, "joins": {"x1": {"meta": {}}}})
         tracker.receive({**event, "seq": seq + 1, "joins": {"x1": {"meta": {}}}})  # a duplicate
         first, second = await frames(watcher, 2)
-        assert (list(first["joins"]), first["seq"]) == (["x1"], seq + 1)
-        assert (list(second["joins"]), second["seq"]) == (["x2"], seq + 2)
+        assert (list(first["joins"]), first["seq"]) == ([member_id("x1")], seq + 1)
+        assert (list(second["joins"]), second["seq"]) == ([member_id("x2")], seq + 2)
         assert await watcher.receive_nothing(0.2)
 
 
@@ -283,7 +291,7 @@ async def test_a_lost_change_is_repaired_from_the_store() -> None:
         seen = await tracker.backend.join({group: {"seen": {"meta": {"n": 2}}}})
         tracker.receive({"type": PRESENCE, "group": group, "seq": seen[group].seq, "joins": seen[group].members})
         [diff] = await frames(watcher, 1)  # after GAP_WAIT: one diff with both, nothing twice
-        assert diff["type"] == "presence_diff" and sorted(diff["joins"]) == ["lost", "seen"]
+        assert diff["type"] == "presence_diff" and sorted(diff["joins"]) == sorted(map(member_id, ["lost", "seen"]))
         assert diff["seq"] == seen[group].seq and lost[group].seq == seen[group].seq - 1
         assert await watcher.receive_nothing(GAP_WAIT + 0.3)
         await tracker.backend.leave({group: ["lost", "seen"]})
@@ -318,12 +326,11 @@ async def test_send_to_user_works_without_presence_and_forgets_closed_connection
             pass
 
     async with connect(u, "/u", scope=as_user(31, "dee")) as ws:
-        await ws.send_text("x")
-        await asyncio.sleep(0.05)
+        hub = await _hub(get_settings().CHANNEL_LAYER)
+        assert await eventually(lambda: _async("31" in hub.by_user.get(plain.group_name(), {})), True)
         await plain.send_to_user(31, "hi dee")
         assert await ws.receive_text() == "hi dee"
-    await asyncio.sleep(0.05)
-    hub = await _hub(get_settings().CHANNEL_LAYER)
+    # connect() returns once the application has finished, cleanups included
     assert "31" not in hub.by_user.get(plain.group_name(), {})
 
 
@@ -449,3 +456,54 @@ async def test_ws_presence_needs_the_manager_of_a_room_and_reads_a_channels_grou
         await asyncio.to_thread(call_command, *args, stdout=out, stderr=StringIO())
         listing = out.getvalue()
         assert listing.startswith("1 connection in Channels group 'presence-shared'\n") and ident in listing
+
+
+async def test_a_busy_big_room_merges_changes_into_fewer_diffs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With >= BATCH_FROM subscribers, a burst of joins and leaves costs each watcher a few frames, not one
+    per change, and every watcher still ends with the right members; joiners meanwhile get a consistent state."""
+    from ravyn_channels.presence import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "BATCH_FROM", 5)
+    monkeypatch.setattr(tracker_module, "DIFF_FRAMES_PER_SECOND", 20)  # 5+ subscribers: a diff per 0.25 s at most
+    r = room()
+    async with contextlib.AsyncExitStack() as stack:
+        watchers = [await stack.enter_async_context(connect(room_socket, f"/p/{r}?watch=1")) for _ in range(6)]
+        views: list[dict[str, Any]] = [{} for _ in watchers]
+        ids = []
+        for i, w in enumerate(watchers):
+            await w.send_text("id")
+            while (text := await w.receive_text()).startswith("{"):
+                views[i] = apply(views[i], json.loads(text))
+            ids.append(member_id(text))
+        for i, w in enumerate(watchers):  # the diffs that bring each watcher to the six of them
+            while set(views[i]) != set(ids):
+                views[i] = apply(views[i], json.loads(await w.receive_text()))
+        for i in range(30):  # a burst: 30 clients come and go (60 changes)
+            async with connect(room_socket, f"/p/{r}?watch=1&nick=n{i}") as brief:
+                await ready(brief)
+        late = await stack.enter_async_context(connect(room_socket, f"/p/{r}?nick=late"))
+        late_id = member_id(await ready(late))
+        counts = []
+        for w, view in zip(watchers, views, strict=True):
+            n = 0
+            while set(view) != {*ids, late_id}:
+                view = apply(view, json.loads(await w.receive_text(timeout=5)))
+                n += 1
+            counts.append(n)
+        print("diffs per watcher for 61 changes:", counts)
+        assert max(counts) < 30, counts  # one frame per change would be 61
+        for w in watchers:
+            assert await w.receive_nothing(0.3)
+
+
+def apply(view: dict[str, Any], frame: dict[str, Any]) -> dict[str, Any]:
+    if frame["type"] == "presence_state":
+        return dict(frame["members"])
+    assert frame["type"] == "presence_diff"
+    for cid in frame["leaves"]:
+        assert cid in view, f"{cid} left without having joined"
+        del view[cid]
+    for cid, info in frame["joins"].items():
+        assert cid not in view, f"{cid} joined twice"
+        view[cid] = info
+    return view

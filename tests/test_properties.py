@@ -105,7 +105,8 @@ def test_random_path_segments_are_converted_or_refused(
     query=st.text(max_size=60),
     headers=st.lists(
         st.tuples(
-            st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12),
+            # Not "origin": a random Origin is refused by the origin policy (tests/test_security.py).
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(lambda n: n != "origin"),
             st.binary(max_size=40).map(lambda b: bytes(c for c in b if c not in (10, 13))),
         ),
         max_size=6,

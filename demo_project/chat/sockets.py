@@ -1,8 +1,19 @@
-"""The demo's websocket handlers, found automatically by ravyn_channels."""
+"""The demo's websocket handlers, found automatically by ravyn_channels.
 
-from ravyn_channels import ConnectionManager, WebSocket, WebSocketDisconnect, websocket
+The echo page keeps the seed's raw handler. The chat speaks topics (``ravyn.topics.v1``)
+over one socket at ``/live``: rooms are joined and left without reconnecting,
+``private:`` rooms only by logged-in users, and typing indicators are a second event.
+"""
 
-manager = ConnectionManager("demo.chat", presence=True)
+import re
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from pydantic import BaseModel, Field
+
+from ravyn_channels import WebSocket, WebSocketDisconnect, websocket
+from ravyn_channels.permissions import IsAuthenticated
+from ravyn_channels.topics import Joined, Topic, TopicError, TopicSocket
 
 
 @websocket("/ws/{client_id}")
@@ -17,23 +28,61 @@ async def chat_socket(websocket: WebSocket, client_id: str) -> None:
         print(f"Client {client_id} disconnected")
 
 
-@websocket("/chat/{room:path}", max_message_size=4096)
-async def chat_room(websocket: WebSocket, room: str) -> None:
-    """A chat room (any name): each text a member sends reaches every member, on every process.
+live = TopicSocket("/live", max_message_size=4096)
 
-    Logged-in users speak under their username, anonymous ones under ``?nick=``.
-    Members receive JSON events: ``{"type": "join" | "message" | "leave", "user", "auth", "text"}``,
-    and the room's presence (``presence_state``, then a ``presence_diff`` per change) for the member list.
-    """
+
+class JoinRequest(BaseModel):
+    nick: str = Field(default="", max_length=32)
+
+
+class Say(BaseModel):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class Typing(BaseModel):
+    typing: bool
+
+
+#: What a nickname keeps: letters, digits, spaces and . ' - (no symbols such as ✓, no control characters).
+NOT_IN_NICK = re.compile(r"[^\w .'-]+")
+
+
+def nickname(raw: str) -> str:
+    """An anonymous visitor's name: cleaned, at most 32 characters; shown marked as a guest."""
+    return " ".join(NOT_IN_NICK.sub("", raw).split())[:32] or "anonymous"
+
+
+async def speaker(websocket: WebSocket, nick: str) -> dict[str, Any]:
+    """Who speaks: a logged-in user under their username; anyone else under a nickname no user has."""
     user = websocket.user
     if user.is_authenticated:
-        who = {"user": user.username, "auth": True}
-    else:
-        who = {"user": websocket.query_params.get("nick", "").strip()[:32] or "anonymous", "auth": False}
+        return {"user": user.username, "auth": True}
+    name = nickname(nick)
+    if await get_user_model()._default_manager.filter(username__iexact=name).aexists():
+        raise TopicError(f"{name!r} is a registered user's name: log in, or choose another nickname")
+    return {"user": name, "auth": False}
 
-    await manager.connect(websocket, group=room, meta=who, presence=True)
-    await manager.broadcast({"type": "join", **who}, group=room)
-    async for text in websocket.iter_text():  # ends when the client leaves
-        await manager.broadcast({"type": "message", **who, "text": text}, group=room)
-    manager.disconnect(websocket)
-    await manager.broadcast({"type": "leave", **who}, group=room)
+
+def chat_room(pattern: str, **options: Any) -> Topic:
+    """A chat topic: members in presence (with who they are), messages, typing indicators."""
+    topic = live.topic(pattern, presence=True, **options)
+
+    @topic.on_join
+    async def join(websocket: WebSocket, payload: JoinRequest) -> Joined:
+        who = await speaker(websocket, payload.nick)
+        websocket.state.who = who  # one speaker per socket, whichever rooms it is in
+        return Joined(who, meta=who)  # the reply, and what the member list shows
+
+    @topic.on("message")
+    async def message(websocket: WebSocket, name: str, payload: Say) -> None:
+        await topic.broadcast(name, "message", {**websocket.state.who, "text": payload.text})
+
+    @topic.on("typing")
+    async def typing(websocket: WebSocket, name: str, payload: Typing) -> None:
+        await topic.broadcast(name, "typing", {**websocket.state.who, "typing": payload.typing}, exclude=websocket)
+
+    return topic
+
+
+room = chat_room("room:{name:path}")
+private_room = chat_room("private:{name:path}", permissions=[IsAuthenticated])

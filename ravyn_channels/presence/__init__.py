@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.utils.crypto import salted_hmac
 
 from ..conf import get_settings
 from ..rooms import Room
@@ -24,7 +25,18 @@ from .store import Info, PresenceBackend, open_backend
 if TYPE_CHECKING:
     from ..websocket import WebSocket
 
-__all__ = ["PRESENCE", "Member", "OnlineUser", "PresenceCallback", "PresenceMixin", "identify", "timings", "user_key"]
+__all__ = [
+    "PRESENCE",
+    "Member",
+    "OnlineUser",
+    "PresenceCallback",
+    "PresenceMixin",
+    "identify",
+    "member_id",
+    "public_members",
+    "timings",
+    "user_key",
+]
 
 #: The channel-layer event type of a presence change.
 PRESENCE = "ravyn.presence"
@@ -61,6 +73,11 @@ class Member:
     joined_at: float
     #: The JSON data given to ``connect(..., meta=...)``.
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def public_id(self) -> str:
+        """The opaque id presence frames give this connection (``member_id``)."""
+        return member_id(self.connection_id)
 
     @classmethod
     def from_info(cls, connection_id: str, info: Info) -> Member:
@@ -109,10 +126,40 @@ def user_key(user: Any) -> str:
     return str(pk)
 
 
+def member_id(connection_id: str) -> str:
+    """The id a connection has in presence frames sent to clients: opaque and stable.
+
+    An HMAC of the connection id keyed with ``SECRET_KEY`` (every process
+    computes the same): it reveals neither the server's channel names nor
+    anything else of the connection. Tell a client its own id to let it find
+    itself in the member list.
+    """
+    return salted_hmac("ravyn_channels.presence.member", connection_id, algorithm="sha256").hexdigest()[:20]
+
+
+def public_members(members: dict[str, Info]) -> dict[str, dict[str, Any]]:
+    """Members as presence frames show them to clients: ``{member_id: {"meta": meta}}``.
+
+    Only the ``meta`` the application gave to ``connect`` is published, so the
+    application decides what each visitor may see; user ids, usernames and
+    connection ids stay on the server (``members()``, callbacks).
+    """
+    return {
+        str(info.get("id") or member_id(cid)): {"meta": info.get("meta") if isinstance(info.get("meta"), dict) else {}}
+        for cid, info in members.items()
+    }
+
+
 def presence_info(ws: WebSocket, meta: dict[str, Any] | None) -> Info:
     """What the store keeps about a connection in one room."""
     user_id, username = identify(ws.scope.get("user"))
-    return {"user_id": user_id, "username": username, "joined_at": round(time.time(), 3), "meta": meta or {}}
+    return {
+        "user_id": user_id,
+        "username": username,
+        "joined_at": round(time.time(), 3),
+        "meta": meta or {},
+        "id": member_id(ws.connection_id or ""),
+    }
 
 
 class PresenceMixin:

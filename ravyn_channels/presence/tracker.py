@@ -7,6 +7,13 @@ Channels group, numbered by the room's sequence), and feeds subscribed
 sockets ``presence_state`` then ``presence_diff`` frames in sequence order:
 one task writes every frame, holding changes that arrive early and reloading
 a room from the store when a change never arrives.
+
+A change costs one frame per subscriber, so a room's frames are bounded: in a
+room with at least ``BATCH_FROM`` subscribers on this process, changes that
+come faster than ``DIFF_FRAMES_PER_SECOND`` frames allow are merged into one
+diff (a join and a leave of the same connection cancel out), sent at most
+``MAX_BATCH_DELAY`` seconds later. Subscribers who join meanwhile get the
+state the others were last sent, built once per diff, and the same next diff.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from ..rooms import private_group
 from ..websocket import WebSocket, WebSocketDisconnect, WebSocketState
-from . import PRESENCE, PresenceCallback, timings
+from . import PRESENCE, PresenceCallback, public_members, timings
 from .store import Info, PresenceBackend
 
 __all__ = ["GAP_WAIT", "Tracker"]
@@ -33,6 +41,12 @@ GAP_WAIT = 1.0
 RETRY = 2.0
 #: Out-of-order changes held per room before it is reloaded at once.
 MAX_PENDING = 1000
+#: Rooms with fewer subscribers on this process get one diff per change, at once.
+BATCH_FROM = 20
+#: Presence frames per second a room may cost this process before its changes are merged.
+DIFF_FRAMES_PER_SECOND = 2000
+#: The longest a change waits to be merged with later ones (in the largest rooms).
+MAX_BATCH_DELAY = 1.0
 
 
 @dataclass(eq=False)
@@ -50,13 +64,32 @@ class _Room:
         self.room = room
         self.seq: int | None = None  # None: not loaded yet
         self.members: dict[str, Info] = {}
-        self.subs: list[_Sub] = []
+        self.subs: dict[WebSocket, _Sub] = {}
         self.pending: dict[int, dict[str, Any]] = {}  # changes that arrived ahead of their turn
         self.expect = 0  # the highest sequence heard of
         self.timer: asyncio.TimerHandle | None = None
+        # What the ready subscribers were last sent: the members at ``shown_seq``.
+        self.shown: dict[str, Info] = {}
+        self.shown_seq: int | None = None
+        self.dirty: set[str] = set()  # connection ids changed since (the next diff)
+        self.state: tuple[dict[str, Any], str] | None = None  # the presence_state of ``shown``, built once
+        self.flushed = 0.0  # monotonic time of the last diff sent
+        self.flush_timer: asyncio.TimerHandle | None = None
 
     def behind(self) -> bool:
         return self.seq is None or bool(self.pending) or self.seq < self.expect
+
+    def batch_interval(self) -> float:
+        """Seconds between two diffs of this room: 0 below ``BATCH_FROM`` subscribers."""
+        if len(self.subs) < BATCH_FROM:
+            return 0.0
+        return min(MAX_BATCH_DELAY, len(self.subs) / DIFF_FRAMES_PER_SECOND)
+
+    def cancel_timers(self) -> None:
+        for timer in (self.timer, self.flush_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.flush_timer = None
 
 
 class Tracker:
@@ -185,9 +218,9 @@ class Tracker:
         state = self.rooms.get(group)
         if state is None:
             state = self.rooms[group] = _Room(group, room)
-        if any(sub.ws is ws for sub in state.subs):
+        if ws in state.subs:
             return
-        state.subs.append(_Sub(ws, callback))
+        state.subs[ws] = _Sub(ws, callback)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(("sub", (group, done)))
         await asyncio.wait({done}, timeout=5.0)  # never hold up connect() on a slow store
@@ -196,11 +229,10 @@ class Tracker:
         room = self.rooms.get(group)
         if room is None:
             return
-        room.subs = [sub for sub in room.subs if sub.ws is not ws]
+        room.subs.pop(ws, None)
         if not room.subs:
             del self.rooms[group]
-            if room.timer is not None:
-                room.timer.cancel()
+            room.cancel_timers()
 
     async def _work(self) -> None:
         """The one task that changes subscribed rooms and writes their frames: order is kept."""
@@ -216,6 +248,11 @@ class Tracker:
                     finally:
                         if not done.done():
                             done.set_result(None)
+                elif kind == "flush":
+                    room = self.rooms.get(arg)
+                    if room is not None:
+                        room.flush_timer = None
+                        await self._flush(room)
                 else:
                     room = self.rooms.get(arg)
                     if room is not None and room.behind():
@@ -232,12 +269,13 @@ class Tracker:
         if room.seq is None:
             await self._load(room)
             return
-        new = [sub for sub in room.subs if not sub.ready]
+        new = [sub for sub in room.subs.values() if not sub.ready]
         if new:
-            frame = self._frame(room, "presence_state", members=room.members)
+            if room.state is None:
+                room.state = self._frame(room, "presence_state", seq=room.shown_seq, members=dict(room.shown))
             for sub in new:
                 sub.ready = True
-                await self._send(sub, frame)
+                await self._send(sub, room.state)
 
     async def _on_diff(self, event: dict[str, Any]) -> None:
         room = self.rooms.get(event["group"])
@@ -260,10 +298,47 @@ class Tracker:
             for cid in leaves:
                 room.members.pop(cid, None)
             room.members.update(joins)
-            frame = self._frame(room, "presence_diff", joins=joins, leaves=leaves)
-            for sub in [s for s in room.subs if s.ready]:
-                await self._send(sub, frame)
+            room.dirty.update(leaves)
+            room.dirty.update(joins)
+            if room.flush_timer is None and room.batch_interval() == 0:
+                await self._flush(room)  # a small room: one diff per change
+        await self._schedule_flush(room)
         self._watch(room)
+
+    async def _schedule_flush(self, room: _Room) -> None:
+        """Send the room's changes now, or when its batch interval has passed since the last diff."""
+        if not room.dirty or room.flush_timer is not None:
+            return
+        wait = room.flushed + room.batch_interval() - time.monotonic()
+        if wait <= 0:
+            await self._flush(room)
+        else:
+            room.flush_timer = asyncio.get_running_loop().call_later(
+                wait, self._queue.put_nowait, ("flush", room.group)
+            )
+
+    async def _flush(self, room: _Room) -> None:
+        """One ``presence_diff`` from what subscribers were last sent to the room's members now."""
+        joins: dict[str, Info] = {}
+        leaves: dict[str, Info] = {}
+        for cid in room.dirty:
+            old, new = room.shown.get(cid), room.members.get(cid)
+            if old == new:
+                continue
+            if old is not None:
+                leaves[cid] = old
+                del room.shown[cid]
+            if new is not None:
+                joins[cid] = room.shown[cid] = new
+        room.dirty.clear()
+        if not joins and not leaves:
+            return  # what subscribers were sent still holds (and so does the cached state)
+        room.shown_seq = room.seq
+        room.state = None
+        room.flushed = time.monotonic()
+        frame = self._frame(room, "presence_diff", joins=joins, leaves=leaves)
+        for sub in [s for s in room.subs.values() if s.ready]:
+            await self._send(sub, frame)
 
     def _watch(self, room: _Room) -> None:
         """Reload ``room`` if it stays behind for ``GAP_WAIT`` (a change that never arrived)."""
@@ -290,27 +365,28 @@ class Tracker:
             return
         if self.rooms.get(room.group) is not room:
             return
+        first = room.seq is None
         old = room.members
         room.seq, room.members = seq, members
         room.pending = {n: e for n, e in room.pending.items() if n > seq}
         # The store is the truth: a later number heard of only from a heartbeat is asked again at the next one.
         room.expect = max(seq, *room.pending) if room.pending else seq
-        joins = {cid: info for cid, info in members.items() if cid not in old}
-        leaves = {cid: info for cid, info in old.items() if cid not in members}
-        state = self._frame(room, "presence_state", members=members)
-        diff = self._frame(room, "presence_diff", joins=joins, leaves=leaves) if joins or leaves else None
-        for sub in list(room.subs):
-            if not sub.ready:
-                sub.ready = True
-                await self._send(sub, state)
-            elif diff is not None:
-                await self._send(sub, diff)
+        if first:
+            room.shown, room.shown_seq, room.state = dict(members), seq, None
+        else:  # subscribers get the difference, as one diff
+            room.dirty.update(cid for cid, info in members.items() if old.get(cid) != info)
+            room.dirty.update(cid for cid in old if cid not in members)
+            await self._flush(room)
+        await self._on_sub(room.group)
         await self._drain(room)
 
     @staticmethod
     def _frame(room: _Room, kind: str, **data: Any) -> tuple[dict[str, Any], str]:
-        frame = {"type": kind, "room": room.room, "seq": room.seq, **data}
-        return frame, json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        """The frame for callbacks (connection ids, full info) and its JSON text for clients (``public_members``)."""
+        frame: dict[str, Any] = {"type": kind, "room": room.room, "seq": room.seq}
+        frame.update(data)
+        public = {k: public_members(v) if k in ("members", "joins", "leaves") else v for k, v in frame.items()}
+        return frame, json.dumps(public, separators=(",", ":"), ensure_ascii=False)
 
     @staticmethod
     async def _send(sub: _Sub, frame: tuple[dict[str, Any], str]) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +67,28 @@ async def recv(ws: Any) -> str:
     return str(await asyncio.wait_for(ws.recv(), 5))
 
 
+@asynccontextmanager
+async def chat_client(ws_connect: Any, url: str, *earlier: Any) -> AsyncIterator[Any]:
+    """A chat client that has joined, known with the programs' own protocol: it says something
+    once connected, and waits until it and the ``earlier`` clients have heard it."""
+    async with ws_connect(url) as ws:
+        await ws.send("joined")
+        for c in (*earlier, ws):
+            assert await recv(c) == "Broadcast: joined"
+        yield ws
+
+
 async def test_seed_list_manager_runs_unchanged(tmp_path: Path, start_server: StartServer, ws_connect: Any) -> None:
     (tmp_path / "room.py").write_text(SEED_BROADCAST)
     server = start_server("room:app", cwd=tmp_path)
     url = f"{server.ws}/chat"
-    async with ws_connect(url) as c1, ws_connect(url) as c2:
-        async with ws_connect(url) as c3:
-            await asyncio.sleep(0.1)
+    async with chat_client(ws_connect, url) as c1, chat_client(ws_connect, url, c1) as c2:
+        async with chat_client(ws_connect, url, c1, c2) as c3:
             await c2.send("x")
             assert [await recv(c) for c in (c1, c2, c3)] == ["Broadcast: x"] * 3
-        await asyncio.sleep(0.2)  # c3 left and was removed
+        # c3 left: the seed's manager removes it when its handler sees the disconnect, which nothing
+        # outside acknowledges (and a broadcast to it before that would fail the sender's handler).
+        await asyncio.sleep(0.2)
         await c1.send("y")
         assert [await recv(c) for c in (c1, c2)] == ["Broadcast: y"] * 2
 
@@ -83,8 +98,9 @@ async def test_our_manager_in_one_process_in_memory(tmp_path: Path, start_server
     (tmp_path / "room.py").write_text(OURS)
     server = start_server("room:app", cwd=tmp_path)
     url = f"{server.ws}/chat"
-    async with ws_connect(url) as c1, ws_connect(url) as c2, ws_connect(url) as c3:
-        await asyncio.sleep(0.1)
+    async with chat_client(ws_connect, url) as c1, chat_client(ws_connect, url, c1) as c2, chat_client(
+        ws_connect, url, c1, c2
+    ) as c3:
         await c3.send("x")
         assert [await recv(c) for c in (c1, c2, c3)] == ["Broadcast: x"] * 3
 
@@ -103,14 +119,15 @@ async def test_our_manager_across_two_processes(
     redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any, pubsub: bool
 ) -> None:
     a, b = two_processes(tmp_path, start_server, OURS, pubsub)
-    async with ws_connect(f"{a.ws}/chat") as a1, ws_connect(f"{a.ws}/chat") as a2, ws_connect(f"{b.ws}/chat") as b1:
-        async with ws_connect(f"{b.ws}/chat") as b2:
-            await asyncio.sleep(0.3)
+    async with chat_client(ws_connect, f"{a.ws}/chat") as a1, chat_client(
+        ws_connect, f"{a.ws}/chat", a1
+    ) as a2, chat_client(ws_connect, f"{b.ws}/chat", a1, a2) as b1:
+        async with chat_client(ws_connect, f"{b.ws}/chat", a1, a2, b1) as b2:
             await a1.send("from A")
             assert [await recv(c) for c in (a1, a2, b1, b2)] == ["Broadcast: from A"] * 4
             await b2.send("from B")
             assert [await recv(c) for c in (a1, a2, b1, b2)] == ["Broadcast: from B"] * 4
-        await asyncio.sleep(0.3)
+        # No wait: a socket that has closed is skipped even before its handler removes it.
         await a2.send("after b2 left")
         assert [await recv(c) for c in (a1, a2, b1)] == ["Broadcast: after b2 left"] * 3
 
@@ -134,7 +151,9 @@ async def test_rooms_exclude_and_personal_across_processes(
     async with ws_connect(f"{a.ws}/room/red") as a_red, ws_connect(f"{b.ws}/room/red") as b_red, ws_connect(
         f"{b.ws}/room/blue"
     ) as b_blue:
-        await asyncio.sleep(0.3)
+        for ws in (a_red, b_red, b_blue):  # answered once the handler has joined its room
+            await ws.send("id")
+            await recv(ws)
         # Per-room broadcast: blue hears nothing.
         await a_red.send("say:hi")
         assert await recv(a_red) == "red: hi" and await recv(b_red) == "red: hi"
@@ -149,10 +168,11 @@ async def test_rooms_exclude_and_personal_across_processes(
         blue_id = await recv(b_blue)
         await a_red.send(f"to:{blue_id} just you")
         assert await recv(b_blue) == "just you"
-        # Nothing else arrived anywhere (blue never heard red; the sender never heard its own 'others').
-        for ws in (a_red, b_red, b_blue):
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(ws.recv(), 0.3)
+        # Nothing else arrived anywhere (blue never heard red; the sender never heard its own 'others'):
+        # a marker sent to everyone after it all is the next frame on every socket (RedisChannelLayer
+        # gives each process one queue, so what was sent before it arrives before it).
+        await a_red.send("all:marker")
+        assert [await recv(c) for c in (a_red, b_red, b_blue)] == ["marker"] * 3
 
 
 @pytest.mark.redis
@@ -166,7 +186,9 @@ async def test_sync_broadcast_from_another_process(
 
     a, b, _ = rooms_pair(tmp_path, start_server)
     async with ws_connect(f"{a.ws}/room/news") as on_a, ws_connect(f"{b.ws}/room/news") as on_b:
-        await asyncio.sleep(0.3)
+        for ws in (on_a, on_b):  # answered once the handler has joined its room
+            await ws.send("id")
+            await recv(ws)
         script = (
             "import django; django.setup()\n"
             "from ravyn_channels import ConnectionManager\n"
@@ -186,6 +208,16 @@ def redis_group_members(prefix: str) -> dict[str, int]:
     return {key.decode(): int(r.zcard(key)) for key in r.scan_iter(f"{prefix}:group:*")}
 
 
+async def settled_members(prefix: str, expected: dict[str, int], timeout: float = 10.0) -> dict[str, int]:
+    """The group memberships in Redis once they are ``expected`` (read again until then, bounded)."""
+    deadline = time.monotonic() + timeout
+    members = {k.rsplit(":", 1)[1]: v for k, v in redis_group_members(prefix).items()}
+    while members != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        members = {k.rsplit(":", 1)[1]: v for k, v in redis_group_members(prefix).items()}
+    return members
+
+
 @pytest.mark.redis
 async def test_no_group_residue_after_many_cycles_and_crashes(
     redis_ready: None, tmp_path: Path, start_server: StartServer, ws_connect: Any
@@ -199,19 +231,17 @@ async def test_no_group_residue_after_many_cycles_and_crashes(
                     await ws.send("crash:")  # the handler raises: 1011, no disconnect() call
                     await asyncio.wait_for(ws.wait_closed(), 5)
                     assert ws.close_code == 1011
-        await asyncio.sleep(0.5)
-        members = redis_group_members(prefix)
         # Only the room that still has a member is left, holding process B's channel alone
         # (and the private group through which sockets are closed from anywhere: ravyn_channels.ops).
-        assert {k.rsplit(":", 1)[1]: v for k, v in members.items()} == {
+        expected = {
             group_name("stay", "tests.rooms"): 1,
             manager_group("tests.rooms"): 1,
             OPS_GROUP: 1,
         }
+        assert await settled_members(prefix, expected) == expected
         await stayer.send("say:still here")
         assert await recv(stayer) == "stay: still here"
-    await asyncio.sleep(0.5)
-    assert redis_group_members(prefix) == {}
+    assert await settled_members(prefix, {}) == {}
 
 
 @pytest.mark.redis

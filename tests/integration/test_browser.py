@@ -182,8 +182,8 @@ def test_page_reconnects_after_server_restart(browser: Any, demo: Demo) -> None:
     port = free_port()
     server = demo(port=port)
     page = new_page(browser)
-    join(page, server, "lobby", nick="ada")
-    expect(lines(page)).to_have_text(["ada joined"])
+    join(page, server, "lobby", nick="ann")  # ("ada" is a registered user's name: a nickname may not take it)
+    expect(lines(page)).to_have_text(["ann joined"])
 
     server.stop()
     expect(page.locator("#status")).to_have_attribute("data-state", "retrying")
@@ -191,9 +191,9 @@ def test_page_reconnects_after_server_restart(browser: Any, demo: Demo) -> None:
 
     demo(port=port)
     expect(page.locator("#status")).to_have_attribute("data-state", "open", timeout=30_000)
-    expect(lines(page)).to_have_text(["ada joined", "ada joined"])  # back in the room by itself
+    expect(lines(page)).to_have_text(["ann joined", "ann joined"])  # back in the room by itself
     say(page, "still here")
-    expect(lines(page)).to_have_text(["ada joined", "ada joined", "ada still here"])
+    expect(lines(page)).to_have_text(["ann joined", "ann joined", "ann still here"])
 
 
 def test_echo_page(browser: Any, demo: Demo) -> None:
@@ -208,3 +208,70 @@ def test_echo_page(browser: Any, demo: Demo) -> None:
     page.fill("#text", "hi")
     page.press("#text", "Enter")
     expect(lines(page)).to_have_text([f"Message from {client_id}: hi"])
+
+
+# -- the chat on topics: one socket, private rooms, typing, refusals -----------------------------
+
+
+def test_rooms_switch_on_one_socket_with_typing_and_private_rooms(browser: Any, demo: Demo) -> None:
+    from playwright.sync_api import expect
+
+    server = demo()
+    ada, bob = new_page(browser), new_page(browser)
+    errors: list[str] = []
+    for page in (ada, bob):
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(ada, server, "ada", "pw")
+    join(ada, server, "first")
+    expect(lines(ada)).to_have_text(["ada joined"])
+    join(ada, server, "second")  # leaves "first", joins "second" on the same socket
+    expect(lines(ada)).to_have_text(["ada joined"])
+    join(bob, server, "second", nick="bob")
+    expect(lines(ada)).to_have_text(["ada joined", "bob joined"])
+    expect(ada.locator("#members li")).to_have_text(["ada", "bob"])
+    assert server.log().count('"WSCONNECT /live"') == 2  # one socket per page, whatever the rooms
+
+    bob.fill("#text", "typ")
+    bob.type("#text", "ing")
+    expect(ada.locator("#typing")).to_have_text("bob is typing…")
+    bob.press("#text", "Enter")
+    expect(lines(ada)).to_have_text(["ada joined", "bob joined", "bob typing"])
+    expect(ada.locator("#typing")).to_have_text("")
+
+    # A private room: bob (anonymous) is refused and told so, ada (logged in) gets in.
+    bob.check("#private")
+    join_refused = bob.locator("#refused")
+    bob.fill("#room", "staff")
+    bob.click("#join button")
+    expect(join_refused).to_be_visible()
+    expect(join_refused).to_contain_text("permission denied")
+    ada.check("#private")
+    join(ada, server, "staff")
+    expect(lines(ada)).to_have_text(["ada joined"])
+    expect(ada.locator("#title")).to_have_text("staff (private)")
+    assert errors == []
+
+
+def test_a_nickname_cannot_take_a_users_name_and_a_bad_hash_is_ignored(browser: Any, demo: Demo) -> None:
+    from playwright.sync_api import expect
+
+    server = demo()
+    page = new_page(browser)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.http}/#%E0%A4%A")  # not valid percent-encoding: ignored, the page still works
+    expect(page.locator("#room")).to_have_value("lobby")
+    page.fill("#nick", "ADA")
+    page.click("#join button")
+    expect(page.locator("#refused")).to_contain_text("is a registered user's name")
+    join(page, server, "lobby", nick="ann")
+    expect(lines(page)).to_have_text(["ann joined"])
+    assert errors == []
+
+
+def test_demo_pages_refuse_framing(demo: Demo) -> None:
+    import urllib.request
+
+    server = demo()
+    with urllib.request.urlopen(f"{server.http}/", timeout=10) as response:
+        assert response.headers["X-Frame-Options"] == "DENY"

@@ -8,8 +8,9 @@ the websocket's boundary (``CONN_MAX_AGE = 0``) or is kept and reused
 (persistent), nothing is leaked, and ``database_sync_to_async`` still discards
 a broken connection at the next call.
 
-The PostgreSQL tests need psycopg and a server at 127.0.0.1:5432 (trust auth);
-without them they skip, as nothing provisions PostgreSQL for CI.
+The PostgreSQL tests need psycopg and a server at 127.0.0.1:5432 (trust auth):
+``make test`` starts one (``.ci/ensure-postgres.sh``); under ``CI=true`` its
+absence fails them, elsewhere they skip.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import POSTGRES, require_postgres
+
 from .conftest import ROOT, StartServer, server_env
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.integration.apps.orm:app"
 SETTINGS = "tests.integration.apps.orm_settings"
-PG = {"host": "127.0.0.1", "port": 5432, "dbname": "postgres"}
+PG = POSTGRES
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -61,11 +64,10 @@ def sqlite_db(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def postgres_db() -> Iterator[dict[str, str]]:
     """A private database on the PostgreSQL at 127.0.0.1:5432, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg")
-    try:
-        admin = psycopg.connect(**PG, autocommit=True, connect_timeout=2)
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
+    require_postgres()
+    import psycopg
+
+    admin = psycopg.connect(**PG, autocommit=True, connect_timeout=2)
     name = f"ravyn_orm_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     env = {"ORM_DB": f"postgresql:{name}", "ORM_APP_NAME": name}

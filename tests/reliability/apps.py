@@ -54,6 +54,15 @@ async def feed(websocket: WebSocket, count: int) -> None:
     print(f"feed sent all {count}", flush=True)
 
 
+@websocket("/big/{size:int}")
+async def big(websocket: WebSocket, size: int) -> None:
+    """One message of ``size`` bytes (more than SEND_BUFFER_LIMIT), then another once the client read it."""
+    await websocket.accept()
+    await websocket.send_bytes(b"b" * size)
+    await websocket.receive_text()
+    await websocket.send_text("after")
+
+
 @websocket("/hold/{seconds:float}", inbox_overflow="backpressure")
 async def hold(websocket: WebSocket, seconds: float) -> None:
     """Reads nothing for a while, then counts every frame until the client leaves."""
@@ -88,6 +97,8 @@ async def room(websocket: WebSocket, room: str) -> None:
             command, _, rest = data.partition(":")
             if command == "say":
                 await manager.broadcast(f"{room}: {rest}", group=room)
+            elif command == "ping":  # answered once connect() has returned: the rooms are joined
+                await websocket.send_text("pong")
             elif command == "blast":
                 chunk = "b" * 1024
                 for i in range(int(rest)):
@@ -146,6 +157,6 @@ extra = os.environ.get("APP_SETTINGS")
 if extra:
     settings.update(json.loads(extra))
 app = Ravyn(
-    routes=[stats, feed, hold, slow, echo, room, gone, blocking_handler, bug, small],
+    routes=[stats, feed, big, hold, slow, echo, room, gone, blocking_handler, bug, small],
     settings=None if os.environ.get("DJANGO_SETTINGS_MODULE") else settings,
 )

@@ -1,6 +1,8 @@
 """A standalone app with one route per row of DESIGN.md's close-code table."""
 
+import asyncio
 import os
+import time
 
 from ravyn_channels import Ravyn, WebSocket, WebSocketDisconnect, websocket
 
@@ -82,6 +84,28 @@ async def wait_handler(websocket: WebSocket) -> None:
         print(f"wait_handler saw disconnect {exc.code}", flush=True)
 
 
+@websocket("/term/{tag}")
+async def term_handler(websocket: WebSocket, tag: str) -> None:
+    """Returns on WebSocketDisconnect, as handlers should; prints when its cleanup ran."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect as exc:
+        print(f"cleanup {tag} saw {exc.code} at {time.time():.6f}", flush=True)
+
+
+@websocket("/deaf/{tag}")
+async def deaf_handler(websocket: WebSocket, tag: str) -> None:
+    """Never reads, so never sees the disconnect: it is cancelled after DISCONNECT_GRACE."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        print(f"cleanup {tag} cancelled at {time.time():.6f}", flush=True)
+
+
 settings = {"RAVYN_CHANNELS": {"AUTODISCOVER": [], "PATCH_DAPHNE": os.environ.get("PATCH_DAPHNE", "1") == "1"}}
 app = Ravyn(
     routes=[
@@ -95,6 +119,8 @@ app = Ravyn(
         small_handler,
         close_handler,
         wait_handler,
+        term_handler,
+        deaf_handler,
     ],
     settings=settings,
 )

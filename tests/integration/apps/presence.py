@@ -1,12 +1,14 @@
 """Presence across processes, driven by commands (settings from the env).
 
-``?user=7`` logs the connection in as user 7 (``u7``), ``?nick=`` becomes meta,
+A client logs in with the session cookie of a user who logged in through Django
+(``AuthMiddlewareStack``), ``?nick=`` becomes meta,
 ``?watch=1`` subscribes to the room's presence frames.
 """
 
-from typing import Any
+from channels.auth import AuthMiddlewareStack
 
 from ravyn_channels import ConnectionManager, Ravyn, WebSocket, websocket
+from ravyn_channels.presence import member_id
 
 manager = ConnectionManager("tests.presence", presence=True)
 
@@ -21,6 +23,8 @@ async def presence_socket(websocket: WebSocket, room: str) -> None:
         command, _, rest = data.partition(":")
         if command == "id":
             await websocket.send_text(websocket.connection_id or "")
+        elif command == "pid":
+            await websocket.send_text(member_id(websocket.connection_id or ""))
         elif command == "count":
             await websocket.send_json({"count": await manager.count(rest or room)})
         elif command == "members":
@@ -38,19 +42,5 @@ async def presence_socket(websocket: WebSocket, room: str) -> None:
             raise RuntimeError("crash on purpose")
 
 
-class FakeLogin:
-    """Puts ``User(pk=N)`` in the scope for ``?user=N`` (no database needed)."""
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
-        if "user" in query:
-            from django.contrib.auth.models import User
-
-            scope = {**scope, "user": User(pk=int(query["user"]), username=f"u{query['user']}")}
-        await self.app(scope, receive, send)
-
-
-app = FakeLogin(Ravyn(routes=[presence_socket]))
+# Django's session auth: a client sends the session cookie of a user who logged in.
+app = AuthMiddlewareStack(Ravyn(routes=[presence_socket]))

@@ -1,62 +1,139 @@
-// The chat page: join a room over /chat/{room}, show its JSON events and who is here, send plain text.
-"use strict";
+// The chat page: one topic socket (/live, ravyn.topics.v1) for every room. Rooms are joined and
+// left without reconnecting; the member list and the join/leave notices come from presence;
+// typing indicators are a second event. start() gets the topics client module (topics.js).
 
-const nick = document.getElementById("nick");  // absent when logged in: the server uses the username
-const room = document.getElementById("room");
-const messages = document.getElementById("messages");
-const text = document.getElementById("text");
-const members = document.getElementById("members");
-let socket = null;
-let present = {};  // connection id -> {user_id, username, joined_at, meta: {user, auth}}, from presence frames
+export function start({ Socket, Presence }) {
+  const $ = (id) => document.getElementById(id);
+  const nick = $("nick");  // absent when logged in: the server uses the username
+  const room = $("room"), privateBox = $("private"), messages = $("messages"), text = $("text");
+  const members = $("members"), typingLine = $("typing"), refused = $("refused"), status = $("status");
+  const socket = new Socket("/live");
+  let channel = null, presence = null, offs = [], synced = false, typingSent = 0, typingTimer = null;
+  const typists = new Map();  // name -> timer that forgets it
 
-if (nick) nick.value = localStorage.getItem("nick") || "";
-room.value = decodeURIComponent(location.hash.slice(1)) || room.value;
+  socket.onState((state) => {
+    const words = {
+      idle: "not connected", closed: "not connected", connecting: "connecting…", open: "connected",
+      retrying: `offline, retrying in ${((socket.retryIn ?? 0) / 1000).toFixed(1)} s`,
+      refused: "refused by the server",
+    };
+    status.dataset.state = state;
+    status.textContent = words[state] ?? state;
+  });
 
-function showMembers() {  // one entry per name, "×2" for a name with two connections
-  const names = new Map();
-  for (const { meta } of Object.values(present)) {
-    const [auth, n] = names.get(meta.user) || [meta.auth, 0];
-    names.set(meta.user, [auth, n + 1]);
+  function fromHash() {  // "#salle%20caf%C3%A9" or "#private%3Astaff"; a malformed hash is ignored
+    let value = "";
+    try { value = decodeURIComponent(location.hash.slice(1)); } catch (error) { value = ""; }
+    if (value.startsWith("private:")) { privateBox.checked = true; value = value.slice("private:".length); }
+    return value;
   }
-  members.replaceChildren(...[...names].sort(([a], [b]) => a.localeCompare(b)).map(([name, [auth, n]]) => {
-    const li = document.createElement("li");
-    li.className = auth ? "user auth" : "user";
-    li.textContent = n > 1 ? `${name} ×${n}` : name;
-    return li;
-  }));
-}
 
-function show(data) {
-  const event = JSON.parse(data);
-  if (event.type === "presence_state") {
-    present = event.members;
-    return showMembers();
+  function who(info) { return (info && info.meta) || {}; }
+
+  function showMembers() {  // one entry per name, "×2" for a name with two connections
+    const names = new Map();
+    for (const info of Object.values(presence ? presence.state : {})) {
+      const { user, auth } = who(info);
+      if (typeof user !== "string") continue;
+      const [isAuth, n] = names.get(user) || [auth, 0];
+      names.set(user, [isAuth, n + 1]);
+    }
+    members.replaceChildren(...[...names].sort(([a], [b]) => a.localeCompare(b)).map(([name, [auth, n]]) => {
+      const li = document.createElement("li");
+      li.className = auth ? "user auth" : "user";
+      li.textContent = n > 1 ? `${name} ×${n}` : name;
+      return li;
+    }));
   }
-  if (event.type === "presence_diff") {
-    for (const id of Object.keys(event.leaves)) delete present[id];
-    Object.assign(present, event.joins);
-    return showMembers();
+
+  function notice(kind, person, words) {
+    addLine(messages, `notice ${kind}`, ["b", person.auth ? "user auth" : "user", String(person.user)], words);
   }
-  const who = ["b", event.auth ? "user auth" : "user", event.user];
-  if (event.type === "message") addLine(messages, "message", who, " ", ["span", "text", event.text]);
-  else addLine(messages, `notice ${event.type}`, who, event.type === "join" ? " joined" : " left");
-}
 
-function join() {
-  if (socket) socket.stop();
-  if (nick) localStorage.setItem("nick", nick.value.trim());
-  const name = room.value.trim();
-  location.hash = encodeURIComponent(name);
-  document.getElementById("title").textContent = name;
-  document.getElementById("chat").hidden = false;
-  messages.replaceChildren();
-  present = {};
-  showMembers();
-  const query = nick ? `?nick=${encodeURIComponent(nick.value.trim())}` : "";
-  socket = liveSocket(`/chat/${encodeURIComponent(name)}${query}`, show);
-  text.focus();
-}
+  function showTyping() {
+    const names = [...typists.keys()];
+    typingLine.textContent = names.length === 0 ? ""
+      : `${names.join(" and ")} ${names.length === 1 ? "is" : "are"} typing…`;
+  }
 
-onSubmit(document.getElementById("join"), join);
-onSubmit(document.getElementById("say"), () => { if (socket.send(text.value)) text.value = ""; });
-if (location.hash && (!nick || nick.value)) join();  // a reload stays in the room
+  function sendTyping(typing) {
+    if (!channel || channel.state !== "joined") return;
+    channel.send("typing", { typing });
+    typingSent = typing ? Date.now() : 0;
+  }
+
+  function leaveRoom() {
+    for (const off of offs) off();
+    offs = [];
+    if (presence) presence.stop();
+    if (channel && channel.state !== "closed") channel.leave().catch(() => {});
+    channel = presence = null;
+    typists.clear();
+    showTyping();
+  }
+
+  async function join() {
+    if (nick) localStorage.setItem("nick", nick.value.trim());
+    const name = room.value.trim();
+    const isPrivate = privateBox.checked;
+    const topic = (isPrivate ? "private:" : "room:") + name;
+    leaveRoom();
+    location.hash = encodeURIComponent(isPrivate ? `private:${name}` : name);
+    $("title").textContent = isPrivate ? `${name} (private)` : name;
+    $("chat").hidden = false;
+    refused.hidden = true;
+    messages.replaceChildren();
+    socket.connect();
+    const current = channel = socket.channel(topic);
+    presence = new Presence(current);
+    synced = false;
+    showMembers();
+    offs = [
+      current.on("message", (m) => addLine(messages, "message", ["b", m.auth ? "user auth" : "user", String(m.user)],
+        " ", ["span", "text", String(m.text)])),
+      current.on("typing", (t) => {
+        clearTimeout(typists.get(t.user));
+        if (t.typing) typists.set(t.user, setTimeout(() => { typists.delete(t.user); showTyping(); }, 5000));
+        else typists.delete(t.user);
+        showTyping();
+      }),
+      current.onState((state) => {  // rejoining after a reconnect: the next presence_state starts afresh
+        if (state === "joining") { synced = false; presence.reset(); showMembers(); }
+      }),
+      presence.onJoin((id, info) => { if (synced && id !== presence.me) notice("join", who(info), " joined"); }),
+      presence.onLeave((id, info) => { if (synced && id !== presence.me) notice("leave", who(info), " left"); }),
+      presence.onSync(() => {
+        if (!synced && presence.me) { synced = true; notice("join", who(presence.state[presence.me]), " joined"); }
+        showMembers();
+      }),
+    ];
+    try {
+      await current.join({ nick: nick ? nick.value.trim() : "" });
+    } catch (error) {
+      if (channel !== current) return;
+      leaveRoom();
+      $("chat").hidden = true;
+      refused.hidden = false;
+      refused.textContent = `You cannot join ${isPrivate ? "the private room " : ""}${name}: ${error.reason || error.message}`;
+    }
+    text.focus();
+  }
+
+  onSubmit($("join"), join);
+  onSubmit($("say"), () => {
+    if (!channel || channel.state !== "joined" || !text.value) return;  // not connected: keep the text
+    channel.push("message", { text: text.value }).catch((error) => notice("error", { user: "!" }, ` ${error.reason || error.message}`));
+    text.value = "";
+    clearTimeout(typingTimer);
+    if (typingSent) sendTyping(false);
+  });
+  text.addEventListener("input", () => {
+    if (Date.now() - typingSent > 2000) sendTyping(true);
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(() => sendTyping(false), 3000);
+  });
+
+  if (nick) nick.value = localStorage.getItem("nick") || "";
+  room.value = fromHash() || room.value;
+  if (location.hash && (!nick || nick.value)) join();  // a reload stays in the room
+}

@@ -1,0 +1,187 @@
+"""The wire format of a topic socket, version 1 (subprotocol ``ravyn.topics.v1``).
+
+Every frame, both ways, is one JSON object in a text frame::
+
+    {"topic": "room:42", "event": "message", "payload": {...}, "ref": "7"}
+
+``topic`` and ``event`` are strings; ``payload`` is any JSON value (``{}`` when
+left out); ``ref`` (a string or an integer, optional) is chosen by the client and
+echoed in the ``reply`` to that frame. Reserved events:
+
+============ =========== ================================================================
+event        direction   meaning
+============ =========== ================================================================
+``join``     client →    join ``topic``; ``payload`` goes to the join handler
+``leave``    client →    leave ``topic``
+``heartbeat`` client →   keep the socket alive (topic ``"ravyn"``); replied ``ok``
+``reply``    ← server    ``{"status": "ok", "response": ...}`` or
+                         ``{"status": "error", "response": {"reason": ..., "errors"?: [...]}}``
+``error``    ← server    a frame that could not be answered with a reply (no ``ref``, not
+                         JSON): ``{"reason": ...}``
+``presence`` ← server    ``presence_state`` / ``presence_diff`` of a topic with ``presence=True``
+============ =========== ================================================================
+
+Close codes of a topic socket (besides the library's usual ones, 1009 for an
+oversized frame and 1011 for a crash of the socket itself): ``4408`` when no
+frame arrived within ``TOPICS_HEARTBEAT_TIMEOUT`` seconds. Any other malformed
+frame is answered, never closed on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..presence import member_id, public_members
+
+__all__ = [
+    "CLOSE_HEARTBEAT_TIMEOUT",
+    "PROTOCOL",
+    "RESERVED_EVENTS",
+    "SOCKET_TOPIC",
+    "Frame",
+    "FrameError",
+    "ReplyError",
+    "encode",
+    "error_frame",
+    "member_id",
+    "message_frame",
+    "parse",
+    "public_presence",
+    "reply_frame",
+]
+
+#: The subprotocol a client offers (and the server accepts) for this version.
+PROTOCOL = "ravyn.topics.v1"
+#: The topic of socket-level frames (heartbeats).
+SOCKET_TOPIC = "ravyn"
+#: Events with a meaning of their own: no handler may be declared for them.
+RESERVED_EVENTS = frozenset({"join", "leave", "reply", "error", "heartbeat", "presence"})
+#: The server closes a socket that sent nothing within the heartbeat window with this code.
+CLOSE_HEARTBEAT_TIMEOUT = 4408
+#: Longest topic or event name accepted, in characters.
+MAX_NAME = 255
+
+Ref = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One client frame, checked: ``topic``, ``event``, ``payload`` and ``ref``."""
+
+    topic: str
+    event: str
+    payload: Any
+    ref: Ref | None
+
+
+class FrameError(ValueError):
+    """A client frame that is not a valid v1 frame; ``ref`` is set when the frame had a usable one."""
+
+    def __init__(self, reason: str, ref: Ref | None = None, topic: str | None = None):
+        self.reason = reason
+        self.ref = ref
+        self.topic = topic
+        super().__init__(reason)
+
+
+def _ref(data: dict[str, Any]) -> Ref | None:
+    ref = data.get("ref")
+    if ref is None or (isinstance(ref, str) and len(ref) <= MAX_NAME) or (type(ref) is int):
+        return ref
+    return None
+
+
+def parse(text: str | None) -> Frame:
+    """A ``Frame`` from a text frame's content, or ``FrameError`` saying what is wrong."""
+    if text is None:
+        raise FrameError("binary frames are not part of ravyn.topics.v1; send JSON text frames")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise FrameError("not JSON: send one JSON object per text frame") from None
+    if not isinstance(data, dict):
+        raise FrameError(f"a frame is a JSON object, got {type(data).__name__}")
+    ref = _ref(data)
+    if "ref" in data and data["ref"] is not None and ref is None:
+        raise FrameError("'ref' must be a string (at most 255 characters) or an integer")
+    topic, event = data.get("topic"), data.get("event")
+    for field, value in (("topic", topic), ("event", event)):
+        if not isinstance(value, str) or not value:
+            raise FrameError(f"missing or empty {field!r} (a string)", ref, topic if isinstance(topic, str) else None)
+        if len(value) > MAX_NAME:
+            raise FrameError(f"{field!r} is longer than {MAX_NAME} characters", ref)
+    assert isinstance(topic, str) and isinstance(event, str)
+    return Frame(topic, event, data.get("payload", {}), ref)
+
+
+def _default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # a pydantic model
+        return dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """JSON text of a server frame; pydantic models, dataclasses, UUIDs and dates are converted."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def message_frame(topic: str, event: str, payload: Any) -> dict[str, Any]:
+    """A server push: ``event`` with ``payload`` on ``topic``."""
+    return {"topic": topic, "event": event, "payload": payload}
+
+
+def reply_frame(topic: str, ref: Ref | None, status: str, response: Any) -> dict[str, Any]:
+    """The ``reply`` to the client frame numbered ``ref``."""
+    return {"topic": topic, "event": "reply", "ref": ref, "payload": {"status": status, "response": response}}
+
+
+def public_presence(change: dict[str, Any], me: str | None = None) -> dict[str, Any]:
+    """A manager's presence change as clients see it: ``{member_id: {"meta": ...}}`` entries.
+
+    The same publication as raw presence frames (``ravyn_channels.presence.public_members``):
+    only the ``meta`` the join handler gave, under an opaque member id, so the application
+    decides what every member of a topic may see of the others. A ``presence_state``
+    also says which entry is the receiving socket (``me``).
+    """
+    out: dict[str, Any] = {"type": change.get("type")}
+    for key in ("members", "joins", "leaves"):
+        entries = change.get(key)
+        if isinstance(entries, dict):
+            out[key] = public_members(entries)
+    if change.get("type") == "presence_state" and me is not None:
+        out["me"] = me
+    return out
+
+
+def error_frame(topic: str | None, reason: str, ref: Ref | None = None) -> dict[str, Any]:
+    """An ``error`` event: a frame that could not be answered with a reply."""
+    return {"topic": topic, "event": "error", "ref": ref, "payload": {"reason": reason}}
+
+
+class ReplyError(Exception):
+    """A ``reply`` with status ``error`` (raised by the clients): ``reason`` and the whole ``response``."""
+
+    def __init__(self, topic: str, event: str, response: Any):
+        self.topic = topic
+        self.event = event
+        self.response = response
+        self.reason = str(response.get("reason", "")) if isinstance(response, dict) else str(response)
+        super().__init__(f"{event} on {topic!r} refused: {self.reason}")
