@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import status
 from .denial import DenialResponse, WebSocketDenial
-from .limits import TooManyRooms
+from .limits import RateLimit, TooManyRooms
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -31,6 +31,7 @@ __all__ = [
     "Member",
     "OnlineUser",
     "Query",
+    "RateLimit",
     "Ravyn",
     "TooManyRooms",
     "WebSocket",
