@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import status
 from .denial import DenialResponse, WebSocketDenial
 from .history import HistoryConfig, HistoryPage, HistoryUnavailable, Position, Replay
-from .limits import TooManyRooms
+from .limits import RateLimit, TooManyRooms
 from .manager import ConnectionManager
 from .params import Cookie, Header, Inject, Query
 from .presence import Member, OnlineUser
@@ -36,6 +36,7 @@ __all__ = [
     "OnlineUser",
     "Position",
     "Query",
+    "RateLimit",
     "Ravyn",
     "Replay",
     "TooManyRooms",

@@ -27,5 +27,11 @@ class RavynChannelsConfig(AppConfig):
         # blocking read (plain consumers share the layer object, so they are fixed too).
         prepare_layers()
         connect_signals()
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.auth"):
+            from .logouts import connect_signals as close_sockets_on_logout
+
+            close_sockets_on_logout()  # a login that ends closes its sockets on every process (CLOSE_ON_LOGOUT)
         for module in get_settings().AUTODISCOVER:
             autodiscover_modules(module)

@@ -21,6 +21,9 @@
 ``W030``              ``TOKEN_MAX_AGE`` over an hour (a copied token connects that long)
 ``W031``              ``MAX_ROOMS_PER_CONNECTION`` is ``None`` (one client may join rooms without bound)
 ``E090``              a manager with ``history=`` on a layer that is neither channels-redis nor in-memory
+``E100``              ``RATE_LIMITS`` is not a dict of known keys with valid rates, policy and close code
+``W100``              ``check --deploy``: a per-IP handshake limit without ``TRUSTED_PROXIES`` (behind a
+                      proxy every client would share the proxy's bucket)
 ===================== =====================================================================
 
 ``@websocket`` already refuses a sync handler or an unfillable parameter at
@@ -51,6 +54,8 @@ __all__ = [
     "check_open_files",
     "check_origins",
     "check_origins_deploy",
+    "check_rate_limits",
+    "check_rate_limits_deploy",
     "check_routes",
     "check_settings",
     "check_topics",
@@ -184,6 +189,8 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TOPICS_HEARTBEAT_TIMEOUT": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
     "TOPICS_MAX_PER_SOCKET": (_positive_int, "a positive int"),
     "MAX_ROOMS_PER_CONNECTION": (lambda v: v is None or _positive_int(v), "None or a positive int, e.g. 100"),
+    "CLOSE_ON_LOGOUT": (lambda v: isinstance(v, bool), "True or False"),
+    "METRICS": (lambda v: v is None or isinstance(v, bool), "None, True or False"),
     "PRESENCE_TTL": (
         lambda v: _non_negative_number(v) and v > 0,
         "a positive number of seconds, e.g. 30 (crashed processes' connections leave presence within it)",
@@ -514,3 +521,56 @@ def check_history_layers(
                 )
             )
     return messages
+
+
+@register("ravyn_channels")
+def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E100 ``RATE_LIMITS`` that cannot be parsed (nonsense rates, unknown keys, a bad policy or code)."""
+    from .limits import global_limit
+
+    try:
+        raw = _raw()
+    except TypeError:  # E004 says so
+        return []
+    if "RATE_LIMITS" not in raw or raw["RATE_LIMITS"] is None:
+        return []
+    try:
+        global_limit(raw["RATE_LIMITS"])
+    except (TypeError, ValueError) as exc:
+        return [
+            Error(
+                f"RAVYN_CHANNELS['RATE_LIMITS'] is invalid: {exc}",
+                hint="For example {'HANDSHAKES_PER_IP': '60/min', 'HANDSHAKES_PER_USER': '30/min', "
+                "'MESSAGES': '20/s burst 40', 'ON_MESSAGE_LIMIT': 'close', 'CLOSE_CODE': 1008}; "
+                "see the README's 'Rate limits'.",
+                id="ravyn_channels.E100",
+            )
+        ]
+    return []
+
+
+@register("ravyn_channels", Tags.security, deploy=True)
+def check_rate_limits_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W100 a per-IP handshake limit while ``TRUSTED_PROXIES`` is empty."""
+    from .limits import global_limit
+    from .routing import registered_routes
+
+    try:
+        conf = get_settings()
+        limit = global_limit()
+    except (TypeError, ValueError):  # E004/E100 say so
+        return []
+    per_ip = limit.handshakes_per_ip is not None or any(
+        r.rate_limit is not None and r.rate_limit.handshakes_per_ip is not None for r in registered_routes()
+    )
+    if per_ip and not conf.TRUSTED_PROXIES:
+        return [
+            Warning(
+                "Handshakes are limited per client IP, and TRUSTED_PROXIES is empty: behind a reverse proxy "
+                "every client has the proxy's address and shares one bucket.",
+                hint="Behind a proxy, list it in RAVYN_CHANNELS['TRUSTED_PROXIES'] (its X-Forwarded-For is then "
+                "believed); serving clients directly, ignore this warning.",
+                id="ravyn_channels.W100",
+            )
+        ]
+    return []

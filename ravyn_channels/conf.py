@@ -6,7 +6,7 @@ Read lazily and reset on Django's ``setting_changed`` signal, so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -83,6 +83,16 @@ class Settings:
     #: Rooms one connection may be in through one ``ConnectionManager``; one more raises
     #: ``TooManyRooms`` (close 1008 when uncaught); ``None``: no limit.
     MAX_ROOMS_PER_CONNECTION: int | None = 100
+    #: Close a user's sockets on every process when their login ends: logout (that
+    #: session's sockets), deactivation, password change (see ``ravyn_channels.logouts``).
+    CLOSE_ON_LOGOUT: bool = True
+    #: Global rate limits (``ravyn_channels.limits``): ``{"HANDSHAKES_PER_IP": "60/min",
+    #: "HANDSHAKES_PER_USER": "30/min", "MESSAGES": "20/s burst 40", "ON_MESSAGE_LIMIT":
+    #: "close", "CLOSE_CODE": 1008}``; a route's ``rate_limit=`` overrides each key it sets.
+    RATE_LIMITS: Mapping[str, Any] | None = None
+    #: Count metrics for ``ravyn_channels.metrics`` (needs prometheus-client, the ``metrics`` extra);
+    #: ``None``: on when prometheus-client is installed.
+    METRICS: bool | None = None
 
 
 def fragment_limit(settings: Settings) -> int:

@@ -21,8 +21,9 @@ from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings as django_settings
 
-from . import servers, status
+from . import limits, metrics, ops, servers, status
 from .conf import get_settings
+from .denial import WebSocketDenial
 from .origins import allowed_origins, origin_refusal
 from .proxies import client_address
 from .safetext import escape
@@ -139,6 +140,9 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._close_timer: asyncio.TimerHandle | None = None
         self._pumping = False
         self._refused_early = False
+        self._limiter: limits.MessageLimiter | None = None
+        self._counts: metrics.RouteCounts | None = None
+        self._opened = False
 
     # -- ASGI entry point -----------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._max_size = route.max_message_size or conf.MAX_MESSAGE_SIZE
         self._overflow = route.inbox_overflow or conf.INBOX_OVERFLOW
         self.inbox = Inbox(route.inbox_size or conf.INBOX_SIZE)
+        self._counts = metrics.route_counts(route.path)
         first = await receive()
         if first["type"] != "websocket.connect":
             return  # the client left before the handshake reached us
@@ -167,7 +172,13 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             logger.warning(
                 "Refused websocket %s from %s: %s", escape(scope["path"]), _client_repr(scope), escape(refusal)
             )
+            metrics.handshake(route.path, "refused_request")
             await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
+            return
+        refusal = await limits.handshake_refusal(scope, route.rate_limit, route.path)
+        if refusal is not None:  # over a handshake rate limit: HTTP 429 (403 where the server cannot)
+            metrics.handshake(route.path, "refused_rate_limit")
+            await self._refuse(WebSocketDenial(429, refusal, reason=refusal))
             return
         try:  # parameters, dependencies, permissions
             kwargs = await route.admit(ws, scope.get("url_route", {}).get("kwargs", {}))
@@ -175,14 +186,18 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             logger.info(
                 "Refused websocket %s for %s: %s", escape(scope["path"]), route.qualname, escape(describe_refusal(exc))
             )
+            metrics.handshake(route.path, "refused_permission")
             await self._refuse(exc)
             return
         except Exception:
             logger.exception("Handler %s: a dependency or permission raised; handshake refused", route.qualname)
+            metrics.handshake(route.path, "refused_error")
             await send({"type": "websocket.close"})
             return
         await aclose_old_connections()
         ensure_watchdog()
+        await ops.track(ws)  # closable from anywhere (ops.kick, disconnect_user, logout)
+        self._limiter = limits.message_limiter(scope, route.rate_limit, route.path)
         self._task = asyncio.get_running_loop().create_task(self._run_handler(kwargs))
         self._main = asyncio.current_task()
         self._pumping = True
@@ -204,12 +219,20 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         inbox = self.inbox
         ws = self.websocket
         limit = self._max_size
+        counts = self._counts
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
+                if counts is not None:
+                    counts.received += 1
                 if self._closing:
                     continue  # the handler is done or we are closing: nobody reads it
+                limiter = self._limiter
+                if limiter is not None and not limiter.allow():
+                    if not limiter.drop:
+                        await ops.close_socket(ws, limiter.close_code, "rate limited")
+                    continue
                 text = message.get("text")
                 if text is not None:
                     too_big = len(text) * 4 > limit and len(text.encode("utf-8")) > limit
@@ -225,6 +248,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     if self._overflow == "backpressure":
                         await inbox.wait_for_room()
                     else:
+                        metrics.event("inbox_overflows")
                         await self._refuse_frame(
                             status.WS_1013_TRY_AGAIN_LATER,
                             f"{inbox.bound} unread messages (inbox_size); the handler is not keeping up",
@@ -292,6 +316,14 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # -- sending and closing -------------------------------------------------------------
 
     async def _send(self, message: Message) -> None:
+        counts = self._counts
+        if counts is not None:
+            if message["type"] == "websocket.send":
+                counts.sent += 1
+            elif message["type"] == "websocket.accept" and not self._opened:
+                self._opened = True
+                counts.open += 1
+                metrics.handshake(self.route.path, "accepted")
         if message["type"] == "websocket.close":
             code = message.get("code")
             if code is not None:
@@ -376,6 +408,12 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.inbox.put_nowait({"type": "websocket.disconnect", "code": status.WS_1001_GOING_AWAY})
 
     async def _finish(self) -> None:
+        counts = self._counts
+        if counts is not None:
+            if self._opened:
+                counts.open -= 1
+            else:
+                metrics.handshake(self.route.path, "refused_handler")
         if self._close_timer is not None:
             self._close_timer.cancel()
         task = self._task

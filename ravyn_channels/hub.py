@@ -13,11 +13,12 @@ import asyncio
 import itertools
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from . import metrics
 from .conf import get_settings
 from .history.relay import Relay
 from .layers import idle_timeout, new_process_channel, prepare_layer
@@ -28,7 +29,7 @@ from .presence.tracker import Tracker
 from .rooms import PRIVATE_PREFIX
 from .websocket import Message, WebSocket, WebSocketState
 
-__all__ = ["BROADCAST", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
+__all__ = ["BROADCAST", "HANDLERS", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -44,6 +45,9 @@ WRITE_YIELD_INTERVAL = 0.002
 BROADCAST = "ravyn.broadcast"
 PERSONAL = "ravyn.personal"
 USER = "ravyn.user"
+
+#: Handlers of further event types on process channels (``ravyn.close``, ...): ``type -> handler(hub, event)``.
+HANDLERS: dict[str, Callable[[_Hub, dict[str, Any]], Awaitable[None]]] = {}
 
 
 class _Hub:
@@ -125,6 +129,7 @@ class _Hub:
 
     def _failed(self, message: str, *args: Any) -> None:
         """Log a layer failure: an ERROR for the first of an outage, DEBUG for the ones that follow it."""
+        metrics.event("layer_errors")
         now = asyncio.get_running_loop().time()
         level = logging.DEBUG if now - self._last_failure < OUTAGE_QUIET else logging.ERROR
         self._last_failure = now
@@ -230,6 +235,7 @@ class _Hub:
             if failing:
                 failing = False
                 logger.info("Channel layer receive works again")
+                metrics.event("layer_reconnects")
             delay = 0.5
             try:
                 await self._dispatch(event)
@@ -243,6 +249,7 @@ class _Hub:
             group = event.get("group")
             # A private group's members are not a room: nothing is broadcast to them.
             if event.get("origin") != self.channel and isinstance(group, str) and not group.startswith(PRIVATE_PREFIX):
+                metrics.arrived(event)
                 # A broadcast with a position goes through the room's history relay (in offset order).
                 if "position" not in event or self.history is None or not await self.history.receive(group, event):
                     await self.deliver(group, frame)
@@ -256,6 +263,8 @@ class _Hub:
         elif kind == USER:
             if event.get("origin") != self.channel:
                 await self.deliver_user(event.get("group", ""), event.get("user", ""), frame)
+        elif isinstance(kind, str) and kind in HANDLERS:
+            await HANDLERS[kind](self, event)
         else:
             logger.debug("Ignored layer event %r on %s", kind, self.channel)
 

@@ -34,9 +34,11 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from . import metrics, ops
 from .conf import get_settings
 from .history import HistoryConfig, HistoryMixin, HistorySetting, Position, Replay
 from .hub import BROADCAST, PERSONAL, USER, _Hub, _hub, _hubs
+from .lifecycle import RoomCallback, RoomHooks
 from .presence import PresenceCallback, PresenceMixin, presence_info, user_key
 from .rooms import (
     _VALID_GROUP,
@@ -155,6 +157,9 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
                     "HistoryConfig, or a callable room -> HistoryConfig | None."
                 )
         self._history = history
+        #: Room lifecycle hooks (``on_first_join``/``on_last_leave``), and the local rooms' names by group.
+        self._hooks: RoomHooks | None = None
+        self._labels: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.name!r} local={len(self._local)}>"
@@ -246,6 +251,11 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
                 joined.append(name)
         if self.presence:
             await self._track(hub, websocket, joined, group, meta, presence)
+        if group is not None:
+            name, label = self.group_name(group), room_label(group) or ""
+            self._labels[name] = label  # for lifecycle hooks and the live rooms page
+            if self._hooks is not None:
+                await self._hooks.sync(hub, name, label)
         if sub is not None:
             return await self._history_resume(hub, group, sub, since)
         return None
@@ -319,6 +329,13 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
             await hub.presence.leave(websocket.connection_id or "", tracked)
         for name in groups:
             await hub.leave(name, websocket)
+        for name in groups:
+            label = self._labels.get(name)
+            if label is not None:
+                if self._hooks is not None:
+                    await self._hooks.sync(hub, name, label)
+                if not hub.members.get(name):
+                    self._labels.pop(name, None)
 
     def _forget_user(self, websocket: WebSocket, user_id: str) -> None:
         hub = self._current_hub()
@@ -364,7 +381,8 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         if hub.alone_in(name):
             return
         try:
-            await hub.layer.group_send(name, {"type": BROADCAST, "group": name, "origin": hub.channel, **frame})
+            event = {"type": BROADCAST, "group": name, "origin": hub.channel, **frame}
+            await hub.layer.group_send(name, metrics.stamp(event))
         except Exception as exc:
             logger.error(
                 "Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc
@@ -434,6 +452,63 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         event = {"type": USER, "group": self._all, "user": user_id, **_frame(message)}
         layer = get_channel_layer(self._layer_alias or get_settings().CHANNEL_LAYER)
         async_to_sync(layer.group_send)(private_group(self._all), event)
+
+    # -- room lifecycle (ravyn_channels.lifecycle) ----------------------------------------
+
+    def on_first_join(self, callback: RoomCallback) -> RoomCallback:
+        """Decorator: ``await callback(room)`` when ``room`` gets its first member in the whole cluster.
+
+        Runs once per transition, on the process where it happened (see the
+        README's "Room lifecycle hooks"); a failure is logged.
+        """
+        self._room_hooks().first.append(callback)
+        return callback
+
+    def on_last_leave(self, callback: RoomCallback) -> RoomCallback:
+        """Decorator: ``await callback(room)`` when ``room`` loses its last member in the whole cluster.
+
+        Also when the last members were on a process that died (within ``PRESENCE_TTL``).
+        """
+        self._room_hooks().last.append(callback)
+        return callback
+
+    def _room_hooks(self) -> RoomHooks:
+        if self._hooks is None:
+            self._hooks = RoomHooks(self.name)
+        return self._hooks
+
+    # -- closing from anywhere (ravyn_channels.ops) ---------------------------------------
+
+    async def disconnect_user(self, user: Any, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """Close every connection of ``user`` (a Django user or pk) through this manager, on every process.
+
+        The client sees ``code`` (default 1008) and ``reason``; its handler gets
+        ``WebSocketDisconnect(code, reason)``. ``ravyn_channels.ops.disconnect_user``
+        closes the user's sockets of every route, managed or not.
+        """
+        await ops.send_event(ops.user_event(user, code, reason, manager=self._all))
+
+    def disconnect_user_sync(self, user: Any, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """``disconnect_user`` for sync code (views, signals, commands)."""
+        ops.send_event_sync(ops.user_event(user, code, reason, manager=self._all))
+
+    async def disconnect_room(
+        self, room: Room | None = None, *, code: int = ops.DEFAULT_CODE, reason: str = ""
+    ) -> None:
+        """Close every connection in ``room`` (``None``: everyone connected through this manager), cluster-wide."""
+        await ops.send_event(ops.room_event(self.group_name(room), code, reason))
+
+    def disconnect_room_sync(self, room: Room | None = None, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """``disconnect_room`` for sync code."""
+        ops.send_event_sync(ops.room_event(self.group_name(room), code, reason))
+
+    async def kick(self, connection: WebSocket | str, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """Close one connection (a ``WebSocket`` or its ``connection_id``) on whichever process holds it."""
+        await ops.kick(connection, code=code, reason=reason)
+
+    def kick_sync(self, connection: str, *, code: int = ops.DEFAULT_CODE, reason: str = "") -> None:
+        """``kick`` for sync code, by ``connection_id``."""
+        ops.kick_sync(connection, code=code, reason=reason)
 
 
 def _check_room_cap(rooms: set[str], name: str, room: str | ChannelsGroup) -> None:

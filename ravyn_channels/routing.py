@@ -20,6 +20,7 @@ from django.urls import path as django_path
 from django.urls.converters import get_converters
 
 from .conf import OverflowPolicy
+from .limits import RateLimit
 from .origins import parse_pattern
 from .params import qualname
 from .permissions import Permission, check_permissions, permission_list
@@ -133,6 +134,7 @@ class WebSocketRoute(Generic[P]):
         max_message_size: int | None = None,
         origins: Sequence[str] | None = None,
         permissions: Sequence[Any] | None = None,
+        rate_limit: RateLimit | str | None = None,
     ):
         function = _unwrap_partial(endpoint)
         where = qualname(endpoint)
@@ -161,6 +163,7 @@ class WebSocketRoute(Generic[P]):
                 raise ValueError(f"{where}: origins=: {exc}.") from None
         self.origins = tuple(origins) if origins is not None else None
         self.permissions: tuple[Permission, ...] = permission_list(permissions, where)
+        self.rate_limit = _rate_limit(rate_limit, where)
         self.plan: Plan = plan_for(endpoint, self.param_types)
         self.qualname = where
         functools.update_wrapper(self, function)
@@ -205,6 +208,17 @@ class WebSocketRoute(Generic[P]):
         return f"<WebSocketRoute {self.path!r} -> {self.qualname}>"
 
 
+def _rate_limit(value: RateLimit | str | None, where: str) -> RateLimit | None:
+    if value is None or isinstance(value, RateLimit):
+        return value
+    if isinstance(value, str):
+        try:
+            return RateLimit(messages=value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: rate_limit=: {exc}") from None
+    raise TypeError(f"{where}: rate_limit= takes a RateLimit(...) or a message rate such as '20/s', got {value!r}.")
+
+
 _registry: list[WebSocketRoute[Any]] = []
 
 
@@ -220,6 +234,7 @@ def websocket(
     max_message_size: int | None = ...,
     origins: Sequence[str] | None = ...,
     permissions: Sequence[Any] | None = ...,
+    rate_limit: RateLimit | str | None = ...,
 ) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]: ...
 
 
@@ -232,13 +247,16 @@ def websocket(
     max_message_size: int | None = None,
     origins: Sequence[str] | None = None,
     permissions: Sequence[Any] | None = None,
+    rate_limit: RateLimit | str | None = None,
 ) -> Callable[[Callable[P, Awaitable[None]]], WebSocketRoute[P]]:
     """Declare an ``async def`` as the handler of the websocket endpoint at ``path``.
 
     ``path`` uses Ravyn's syntax: ``/ws/{client_id}``, ``/rooms/{room_id:int}``
     (converters ``str``, ``int``, ``float``, ``uuid``, ``path``).
     ``permissions`` (classes or instances, see ``ravyn_channels.permissions``)
-    must all allow a connection before the handler runs. The other arguments
+    must all allow a connection before the handler runs. ``rate_limit`` is a
+    ``ravyn_channels.limits.RateLimit`` (or a rate such as ``"20/s"`` for the
+    messages of each connection). The other arguments
     override ``RAVYN_CHANNELS`` for this route (``origins`` replaces the
     allowed origins).
     """
@@ -255,6 +273,7 @@ def websocket(
             max_message_size=max_message_size,
             origins=origins,
             permissions=permissions,
+            rate_limit=rate_limit,
         )
         _registry.append(route)
         return route

@@ -60,7 +60,7 @@ from functools import partial
 from http import HTTPStatus
 from typing import Any
 
-from . import status
+from . import metrics, status
 from .conf import fragment_limit, get_settings
 from .safetext import escape
 
@@ -193,6 +193,7 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
                 limit,
             )
             protocol.transport.abortConnection()
+            metrics.event("slow_reader_drops")
             return
     if data_bytes is not None:
         protocol.sendMessage(bytes(data_bytes), True)
@@ -537,6 +538,7 @@ def install_daphne_adapter() -> bool:
                     limit,
                 )
                 self.transport.abortConnection()
+                metrics.event("slow_reader_drops")
                 return
         original_ping(self, payload)
 

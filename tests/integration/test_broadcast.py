@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ravyn_channels.ops import OPS_GROUP
 from ravyn_channels.rooms import group_name, manager_group
 
 from .conftest import REDIS_URL, StartServer, write_redis_settings
@@ -230,10 +231,12 @@ async def test_no_group_residue_after_many_cycles_and_crashes(
                     await ws.send("crash:")  # the handler raises: 1011, no disconnect() call
                     await asyncio.wait_for(ws.wait_closed(), 5)
                     assert ws.close_code == 1011
-        # Only the room that still has a member is left, holding process B's channel alone.
+        # Only the room that still has a member is left, holding process B's channel alone
+        # (and the private group through which sockets are closed from anywhere: ravyn_channels.ops).
         expected = {
             group_name("stay", "tests.rooms"): 1,
             manager_group("tests.rooms"): 1,
+            OPS_GROUP: 1,
         }
         assert await settled_members(prefix, expected) == expected
         await stayer.send("say:still here")
