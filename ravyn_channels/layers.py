@@ -23,7 +23,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["idle_timeout", "prepare_layer", "prepare_layers", "redis_channel_layer", "timeout_problems"]
+__all__ = [
+    "cross_process_alias",
+    "idle_timeout", "prepare_layer", "prepare_layers", "redis_channel_layer",
+    "timeout_problems",
+]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -213,3 +217,27 @@ async def idle_timeout(layer: Any, channel: str, exc: BaseException) -> bool:
     except Exception:
         return False
     return True
+
+
+def cross_process_alias(alias: str | None, what: str) -> str:
+    """The ``CHANNEL_LAYERS`` alias a management command sends through (``alias`` or the default).
+
+    A command runs in its own process, so it refuses, with a ``CommandError`` saying why,
+    a missing layer and the in-memory layer (which lives inside one process): ``what``
+    names what could not arrive ("no client could receive the message").
+    """
+    from django.conf import settings
+    from django.core.management.base import CommandError
+
+    from .conf import get_settings
+
+    alias = alias or get_settings().CHANNEL_LAYER
+    config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias)
+    if config is None:
+        raise CommandError(f"CHANNEL_LAYERS has no {alias!r} layer; configure one (see 'manage.py check').")
+    if str(config.get("BACKEND", "")).endswith("InMemoryChannelLayer"):
+        raise CommandError(
+            f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer, which lives inside one process: this command "
+            f"runs in its own process, so {what}. Use channels-redis (ravyn_channels.layers.redis_channel_layer)."
+        )
+    return alias

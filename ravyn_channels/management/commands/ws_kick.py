@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ravyn_channels import ops
-from ravyn_channels.conf import get_settings
+from ravyn_channels.layers import cross_process_alias
 from ravyn_channels.manager import ConnectionManager
 
 
@@ -37,15 +36,7 @@ class Command(BaseCommand):
             raise CommandError("--connection ID takes no other target (no --user, --manager or ROOM).")
         if room is not None and (manager is None or user is not None):
             raise CommandError("ROOM belongs to a manager: give --manager NAME ROOM (and no --user).")
-        alias = options["layer"] or get_settings().CHANNEL_LAYER
-        config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias)
-        if config is None:
-            raise CommandError(f"CHANNEL_LAYERS has no {alias!r} layer; configure one (see 'manage.py check').")
-        if str(config.get("BACKEND", "")).endswith("InMemoryChannelLayer"):
-            raise CommandError(
-                f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer, which lives inside one process: this command "
-                "runs in its own process and cannot reach any socket. Use channels-redis."
-            )
+        alias = cross_process_alias(options["layer"], "it cannot reach any socket")
         code, reason = options["code"], options["reason"]
         try:
             ops.check_close(code, reason)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ravyn_channels.conf import get_settings
+from ravyn_channels.layers import cross_process_alias
 from ravyn_channels.manager import ChannelsGroup, ConnectionManager, known_managers
 
 
@@ -72,16 +71,7 @@ class Command(BaseCommand):
             message = options["message"]
         else:
             room, message = None, options["room"]
-        alias = options["layer"] or get_settings().CHANNEL_LAYER
-        config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias)
-        if config is None:
-            raise CommandError(f"CHANNEL_LAYERS has no {alias!r} layer; configure one (see 'manage.py check').")
-        if str(config.get("BACKEND", "")).endswith("InMemoryChannelLayer"):
-            raise CommandError(
-                f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer, which lives inside one process: "
-                "this command runs in its own process, so no client could receive the message. "
-                "Use channels-redis (ravyn_channels.layers.redis_channel_layer)."
-            )
+        alias = cross_process_alias(options["layer"], "no client could receive the message")
         payload: Any = message
         if options["json"]:
             try:
