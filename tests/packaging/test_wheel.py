@@ -4,6 +4,7 @@ fresh virtualenv, and the seed program served by daphne from that install, away 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import venv
@@ -37,7 +38,9 @@ app = Ravyn(routes=[chat_socket])
 
 
 def _run(*argv: str | Path, cwd: Path = ROOT) -> str:
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=600)
+    # Not the checkout: tox puts it on PYTHONPATH, which would shadow the installed wheel.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{argv} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
