@@ -83,6 +83,7 @@ export class Socket {
     this._replies = new Map();
     this._queue = [];
     this._attempt = 0;
+    this._suspect = false;  // a handshake failed while the server answered HTTP: one more decides
     this._retryTimer = null;
     this._beatTimer = null;
     this._beatRef = null;
@@ -139,6 +140,7 @@ export class Socket {
       if (ws.protocol !== PROTOCOL) { ws.onclose = null; ws.close(1000); this._refused("the server did not accept " + PROTOCOL); return; }
       opened = true;
       this._attempt = 0;
+      this._suspect = false;
       this.connections += 1;
       this._setState("open");
       this._beatTimer = setInterval(() => this._beat(), this.heartbeat);
@@ -164,7 +166,8 @@ export class Socket {
 
   // A handshake that failed before opening: was the server down (retry) or did it refuse (stop)?
   // Browsers hide the HTTP status of a websocket handshake, so ask the server over HTTP: no answer
-  // (or a gateway error from a proxy) means down; any other answer means it is up and refused us.
+  // (or a gateway error from a proxy) means down; any other answer means it is up: then one more
+  // handshake, and a second failure while it answers means it refused us.
   async _probe() {
     const http = this.url.replace(/^ws/, "http");
     let up = false;
@@ -175,7 +178,12 @@ export class Socket {
       up = false;
     }
     if (this.state === "closed") return;
-    if (up) this._refused("handshake refused"); else this._retry();
+    if (!up) { this._suspect = false; this._retry(); return; }
+    // Up now, but it may have been down a moment ago (a restart finishing between the handshake and
+    // the probe): one more handshake decides. Failing again while the server answers is a refusal.
+    if (this._suspect) { this._suspect = false; this._refused("handshake refused"); return; }
+    this._suspect = true;
+    this._retry();
   }
 
   _refused(why) {
