@@ -232,7 +232,7 @@ def set_token_user(websocket: WebSocket, user: Any, *, expires_at: float | None 
     ``"token revoked"`` / ``"token expired"``. Call it before the handler accepts.
     """
     websocket.scope["user"] = user  # type: ignore[index]
-    websocket.scope[ops.TOKEN_SCOPE_KEY] = expires_at  # type: ignore[literal-required]
+    websocket.scope[ops.TOKEN_SCOPE_KEY] = expires_at  # type: ignore[index]
 
 
 def start_expiry_timer(websocket: WebSocket) -> None:

@@ -33,7 +33,8 @@ def _logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: An
         return
     session = getattr(request, "session", None)
     key = getattr(session, "session_key", None)
-    ops.send_event_logged(ops.user_event(user, ops.SESSION_END_CODE, "logged out", session=key if isinstance(key, str) else None))
+    session_key = key if isinstance(key, str) else None
+    ops.send_event_logged(ops.user_event(user, ops.SESSION_END_CODE, "logged out", session=session_key))
 
 
 def _user_saved(

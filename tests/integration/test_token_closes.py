@@ -53,7 +53,10 @@ def servers(redis_ready: None, tmp_path: Path, start_server: StartServer) -> Pai
         run_env = server_env("token_close_settings", **env)
         manage = [sys.executable, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=run_env, check=True, timeout=120)
-        create = "from django.contrib.auth.models import User; [User.objects.create_user(n, password='pw') for n in ('ada', 'bob')]"
+        create = (
+            "from django.contrib.auth.models import User; "
+            "[User.objects.create_user(n, password='pw') for n in ('ada', 'bob')]"
+        )
         subprocess.run([*manage, "shell", "-c", create], cwd=ROOT, env=run_env, check=True, timeout=60)
         return tuple(start_server(APP, settings="token_close_settings", env=env) for _ in range(count))
 
