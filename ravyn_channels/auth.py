@@ -229,7 +229,9 @@ def set_token_user(websocket: WebSocket, user: Any, *, expires_at: float | None 
     ``websocket.user`` becomes ``user``; the connection is closed by a revocation
     of the user's tokens (``CLOSE_ON_TOKEN_REVOKE``) and, when ``expires_at`` (a Unix
     time) is given, at that time (``CLOSE_ON_TOKEN_EXPIRY``), with 1008 and
-    ``"token revoked"`` / ``"token expired"``. Call it before the handler accepts.
+    ``"token revoked"`` / ``"token expired"``. Call it from a dependency, as
+    ``token_user`` does: the connection is registered for closing with the user
+    it has when the handler starts.
     """
     websocket.scope["user"] = user  # type: ignore[index]
     websocket.scope[ops.TOKEN_SCOPE_KEY] = expires_at  # type: ignore[index]

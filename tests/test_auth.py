@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from ravyn_channels import Inject, WebSocket, websocket
+from ravyn_channels import Inject, Query, WebSocket, websocket
 from ravyn_channels.auth import aissue_token, bearer_token, issue_token, token_subprotocol, token_user, user_from_token
 from ravyn_channels.permissions import IsAuthenticated
 from ravyn_channels.testing import HandshakeRefused, connect
@@ -192,14 +192,19 @@ async def test_revocation_close_log_line_escapes_the_client_path(rc_logs: pytest
     assert "/auth/hold/a\\r\\nFORGED\\u202e" in line
 
 
-@websocket("/auth/own")
-async def own_token(websocket: WebSocket, expires_in: float = 0.0) -> None:
-    """A socket authenticated by "your own" token: set_token_user with an expiry ``expires_in`` from now."""
+async def own_user(websocket: WebSocket, expires_in: float = Query(0.0)) -> Any:
+    """A dependency checking "your own" token: set_token_user with an expiry ``expires_in`` from now."""
     from django.contrib.auth.models import User
 
     from ravyn_channels.auth import set_token_user
 
-    set_token_user(websocket, await User.objects.aget(username="ada"), expires_at=time.time() + expires_in)
+    user = await User.objects.aget(username="ada")
+    set_token_user(websocket, user, expires_at=time.time() + expires_in)
+    return user
+
+
+@websocket("/auth/own", permissions=[IsAuthenticated])
+async def own_token(websocket: WebSocket, user: Any = Inject(own_user)) -> None:
     await websocket.accept()
     async for text in websocket.iter_text():
         await websocket.send_text(text)
@@ -265,6 +270,16 @@ async def test_revocation_closes_token_sockets_only() -> None:
             assert await by_token.wait_closed(5) == 1008
             await by_session.send_text("still here")
             assert await by_session.receive_text() == "still here"
+
+
+async def test_revocation_closes_sockets_of_your_own_tokens() -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    ada = await make_user("ada")
+    async with connect(own_token, "/auth/own?expires_in=300") as ws:
+        await arevoke_tokens(ada)
+        assert await ws.wait_closed(5) == 1008
+        assert ws.close_reason == "token revoked"
 
 
 async def test_revocation_closes_nothing_when_turned_off(settings: Any) -> None:
