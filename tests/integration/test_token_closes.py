@@ -49,18 +49,25 @@ def servers(redis_ready: None, tmp_path: Path, start_server: StartServer) -> Pai
     def start(count: int = 2, **ravyn: Any) -> tuple[Server, ...]:
         values = {"url": REDIS_URL, "prefix": f"rc-test-{uuid.uuid4().hex[:8]}", "ravyn": ravyn}
         (tmp_path / "token_close_settings.py").write_text(SETTINGS % values)
-        env = {"TOKENS_DB": str(tmp_path / "tokens.sqlite3"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-        run_env = server_env("token_close_settings", **env)
-        manage = [sys.executable, str(ROOT / "manage.py")]
-        subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=run_env, check=True, timeout=120)
-        create = (
-            "from django.contrib.auth.models import User; "
-            "[User.objects.create_user(n, password='pw') for n in ('ada', 'bob')]"
-        )
-        subprocess.run([*manage, "shell", "-c", create], cwd=ROOT, env=run_env, check=True, timeout=60)
-        return tuple(start_server(APP, settings="token_close_settings", env=env) for _ in range(count))
+        manage(tmp_path, "migrate", "--noinput", "-v0")
+        shell(tmp_path, "[User.objects.create_user(n, password='pw') for n in ('ada', 'bob')]")
+        return tuple(start_server(APP, settings="token_close_settings", env=_env(tmp_path)) for _ in range(count))
 
     return start
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {"TOKENS_DB": str(tmp_path / "tokens.sqlite3"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+
+
+def manage(tmp_path: Path, *args: str) -> None:
+    """``manage.py`` of the project the servers run, in a process of its own."""
+    run_env = server_env("token_close_settings", **_env(tmp_path))
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=run_env, check=True, timeout=120)
+
+
+def shell(tmp_path: Path, code: str) -> None:
+    manage(tmp_path, "shell", "-c", f"from django.contrib.auth.models import User; {code}")
 
 
 async def closed_with(ws: Any, timeout: float = 10.0) -> tuple[int | None, str | None, float]:
@@ -84,7 +91,9 @@ async def open_me(server: Server, browser: Browser, name: str) -> Any:
     return ws
 
 
-async def test_revoking_on_one_process_closes_the_users_token_sockets_on_every_process(servers: Pair) -> None:
+async def test_revoking_on_one_process_closes_the_users_token_sockets_on_every_process(
+    servers: Pair, tmp_path: Path
+) -> None:
     a, b = servers(2)
     ada, bob = Browser(a), Browser(b)
     token = await asyncio.to_thread(ada.post, "/login/", username="ada", password="pw")
@@ -104,8 +113,15 @@ async def test_revoking_on_one_process_closes_the_users_token_sockets_on_every_p
     assert await echoes(ada_session_on_b, "ada") and await echoes(bob_on_b, "bob")
     assert await refused(b, token)
     b.wait_for_log("feed of ada ended: 1008")  # the handler on B saw the close and returned
-    for ws in (ada_session_on_b, bob_on_b):
-        await ws.close()
+    # From a process that serves no sockets (a management command, a worker): the same.
+    await asyncio.to_thread(
+        shell,
+        tmp_path,
+        "from ravyn_channels.auth import revoke_tokens; revoke_tokens(User.objects.get(username='bob'))",
+    )
+    assert (await closed_with(bob_on_b))[:2] == (1008, "token revoked")
+    assert await echoes(ada_session_on_b, "ada")
+    await ada_session_on_b.close()
 
 
 async def test_logout_on_one_process_closes_token_sockets_on_another(servers: Pair) -> None:
