@@ -19,6 +19,7 @@
 ``W011``              ``RedisChannelLayer`` hosts with a ``socket_timeout`` of 5 s or less (cannot be made safe)
 ``E060``, ``W060``    topic sockets: see ``ravyn_channels.topics.checks``
 ``W030``              ``TOKEN_MAX_AGE`` over an hour (a copied token connects that long)
+``W032``              ``TOKEN_MAX_AGE`` under 10 s (tokens refused at random, sockets closed at once)
 ``W031``              ``MAX_ROOMS_PER_CONNECTION`` is ``None`` (one client may join rooms without bound)
 ``E090``              a manager with ``history=`` on a layer that is neither channels-redis nor in-memory
 ``E100``              ``RATE_LIMITS`` is not a dict of known keys with valid rates, policy and close code
@@ -183,6 +184,8 @@ _VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
     "PATCH_DAPHNE": (lambda v: isinstance(v, bool), "True or False"),
     "TOKEN_MAX_AGE": (_non_negative_number, "a number of seconds >= 0"),
     "TOKEN_REVOKE_ON_LOGOUT": (lambda v: isinstance(v, bool), "True or False"),
+    "CLOSE_ON_TOKEN_REVOKE": (lambda v: isinstance(v, bool), "True or False"),
+    "CLOSE_ON_TOKEN_EXPIRY": (lambda v: isinstance(v, bool), "True or False"),
     "SEND_BUFFER_LIMIT": (lambda v: v is None or _positive_int(v), "None or a positive int (bytes)"),
     "RECEIVE_QUEUE_LIMIT": (_positive_int, "a positive int"),
     "LOOP_BLOCK_WARNING": (lambda v: v is None or _non_negative_number(v), "None or a number of seconds >= 0"),
@@ -447,11 +450,13 @@ def check_topics(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
 #: Longest ``TOKEN_MAX_AGE`` (seconds) without W030.
 TOKEN_MAX_AGE_WARNING = 3600
+#: Shortest ``TOKEN_MAX_AGE`` (seconds) without W032.
+TOKEN_MAX_AGE_MINIMUM = 10
 
 
 @register("ravyn_channels")
 def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W030 long-lived tokens, W031 no cap on rooms per connection."""
+    """W030 long-lived tokens, W032 tokens too short-lived to use, W031 no cap on rooms per connection."""
     try:
         raw = _raw()
     except TypeError:  # E004 says so
@@ -466,6 +471,21 @@ def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 hint="Keep tokens short-lived (the default is 300 s) and have the page fetch a new one "
                 "when it reconnects; revoke_tokens(user) voids them earlier.",
                 id="ravyn_channels.W030",
+            )
+        )
+    if age is not None and _non_negative_number(age) and age < TOKEN_MAX_AGE_MINIMUM:
+        closes = (
+            " and a socket it opened is closed as soon as it expires (CLOSE_ON_TOKEN_EXPIRY)"
+            if get_settings().CLOSE_ON_TOKEN_EXPIRY
+            else ""
+        )
+        messages.append(
+            Warning(
+                f"RAVYN_CHANNELS['TOKEN_MAX_AGE'] is {age!r} seconds: a token's issue time is counted in whole "
+                f"seconds, so a token may be refused at the handshake a moment after it was issued{closes}.",
+                hint=f"Use at least {TOKEN_MAX_AGE_MINIMUM} seconds (the default is 300); to void tokens "
+                "early, call revoke_tokens(user).",
+                id="ravyn_channels.W032",
             )
         )
     if "MAX_ROOMS_PER_CONNECTION" in raw and raw["MAX_ROOMS_PER_CONNECTION"] is None:
