@@ -10,7 +10,10 @@
 
 The socket reconnects by itself (exponential backoff with jitter) and rejoins
 every topic it had joined; it does not retry after a refused handshake or a
-policy close (1008). Heartbeats keep it alive and detect a dead connection.
+policy close (1008). On a topic with history the channel keeps the last
+``position`` it received and sends it when it rejoins: the server replays what
+was missed, in order, once, or pushes a ``resync`` event (``room.on("resync", ...)``)
+when it cannot, so the application reloads its state. Heartbeats keep it alive and detect a dead connection.
 Needs the ``websockets`` package (``pip install ravyn-channels[client]``).
 """
 
@@ -67,6 +70,9 @@ class Channel:
         self.presence: dict[str, Any] = {}
         #: How many times the server accepted a join of this channel (first join and rejoins).
         self.joins = 0
+        #: The last position received on a topic with history (``"<epoch>:<offset>"``), sent on rejoin.
+        self.position: str | None = None
+        self._pushed = False  # a frame with a position arrived since the last join was sent
 
     def on(self, event: str, handler: Handler | None = None) -> Any:
         """Call ``handler(payload)`` for each ``event`` pushed on this topic (also a decorator)."""
@@ -77,21 +83,36 @@ class Channel:
 
         return add(handler) if handler is not None else add
 
-    async def join(self, payload: Any = None, timeout: float | None = None) -> Any:
+    async def join(self, payload: Any = None, timeout: float | None = None, *, position: str | None = None) -> Any:
         """Join the topic; the join handler's reply, or ``ReplyError`` when refused.
 
-        After a reconnect the socket joins again with the same payload.
+        After a reconnect the socket joins again with the same payload and the
+        last position received. ``position`` (a topic with history) resumes from
+        a position the application kept, e.g. ``manager.history()``'s page position.
         """
         self.join_payload = {} if payload is None else payload
+        if position is not None:
+            self.position = position
         self.state = "joining"
         try:
-            response = await self.socket._request(self.topic, "join", self.join_payload, timeout)
+            response = await self._join(timeout)
         except BaseException:
             self.state = "closed"
             raise
         self.state = "joined"
         self.joins += 1
         return response
+
+    async def _join(self, timeout: float | None) -> Any:
+        self._pushed = False
+        extra = {} if self.position is None else {"position": self.position}
+        frame = await self.socket._request(self.topic, "join", self.join_payload, timeout, extra, whole=True)
+        position = frame.get("position")
+        if not isinstance(position, str):
+            self.position = None  # a topic without history (now): nothing to resume
+        elif not self._pushed or _later(position, self.position):
+            self.position = position
+        return (frame.get("payload") or {}).get("response")
 
     async def leave(self, timeout: float | None = None) -> None:
         """Leave the topic (and stop rejoining it)."""
@@ -101,6 +122,7 @@ class Channel:
         finally:
             self.state = "closed"
             self.presence = {}
+            self.position = None
 
     async def push(self, event: str, payload: Any = None, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the reply's ``response`` (``ReplyError``, ``TimeoutError``)."""
@@ -111,7 +133,8 @@ class Channel:
         await self.socket._send({"topic": self.topic, "event": event, "payload": {} if payload is None else payload})
 
     async def receive(self, event: str | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """The next frame pushed on this topic (``event`` only, if given), as ``{"event", "payload"}``."""
+        """The next frame pushed on this topic (``event`` only, if given), as ``{"event", "payload"}``
+        (plus ``"position"`` on a topic with history)."""
         async with asyncio.timeout(timeout if timeout is not None else self.socket.timeout):
             while True:
                 frame = await self._inbox.get()
@@ -122,9 +145,14 @@ class Channel:
         event, payload = frame.get("event"), frame.get("payload")
         if event == "presence" and isinstance(payload, dict):
             _apply_presence(self.presence, payload)
+        item = {"event": event, "payload": payload}
+        position = frame.get("position")
+        if isinstance(position, str):
+            self.position = item["position"] = position
+            self._pushed = True
         if self._inbox.full():
             self._inbox.get_nowait()  # nobody reads receive(): keep the newest
-        self._inbox.put_nowait({"event": event, "payload": payload})
+        self._inbox.put_nowait(item)
         for handler in self._handlers.get(str(event), ()):
             try:
                 result = handler(payload)
@@ -135,6 +163,18 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self.topic!r} {self.state}>"
+
+
+def _later(position: str, than: str | None) -> bool:
+    """``position`` is after ``than`` in the same history (a join reply beyond the last push received)."""
+    if than is None:
+        return True
+    epoch, _, offset = position.partition(":")
+    old_epoch, _, old_offset = than.partition(":")
+    try:
+        return epoch == old_epoch and int(offset) > int(old_offset)
+    except ValueError:
+        return False
 
 
 def _apply_presence(members: dict[str, Any], change: dict[str, Any]) -> None:
@@ -327,7 +367,7 @@ class Socket:
         for channel in list(self.channels.values()):
             if channel.state in ("joined", "errored") and channel.joins:
                 try:
-                    await self._request(channel.topic, "join", channel.join_payload, None)
+                    await channel._join(None)
                     channel.state = "joined"
                     channel.joins += 1
                 except ReplyError as exc:
@@ -374,7 +414,16 @@ class Socket:
         except Exception as exc:
             raise ConnectionError(f"could not send on {self.url}: {exc!r}") from None
 
-    async def _request(self, topic: str, event: str, payload: Any, timeout: float | None) -> Any:
+    async def _request(
+        self,
+        topic: str,
+        event: str,
+        payload: Any,
+        timeout: float | None,
+        extra: dict[str, Any] | None = None,
+        whole: bool = False,
+    ) -> Any:
+        """Send a frame (with ``extra`` top-level keys) and wait for its reply's response (the reply frame: ``whole``)."""
         if self._stopped.is_set():
             raise ConnectionError(f"socket to {self.url} is closed: {self.error}")
         ref = str(next(self._refs))
@@ -382,14 +431,14 @@ class Socket:
         self._replies[ref] = future
         try:
             async with asyncio.timeout(timeout if timeout is not None else self.timeout):
-                await self._send({"topic": topic, "event": event, "payload": payload, "ref": ref})
+                await self._send({"topic": topic, "event": event, "payload": payload, "ref": ref, **(extra or {})})
                 frame = await future
         finally:
             self._replies.pop(ref, None)
         reply = frame.get("payload") or {}
         if reply.get("status") != "ok":
             raise ReplyError(topic, event, reply.get("response"))
-        return reply.get("response")
+        return frame if whole else reply.get("response")
 
     def _fail_replies(self, error: BaseException) -> None:
         replies, self._replies = self._replies, {}

@@ -363,19 +363,23 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         message: Any,
         group: Room | None = None,
         exclude: WebSocket | Iterable[WebSocket] | None = None,
+        *,
+        history: bool = True,
     ) -> None:
         """Send ``message`` to every member of ``group`` (default: all) on every process.
 
         ``str`` goes as a text frame, ``bytes`` as binary, dict/list as JSON text.
         ``exclude`` skips one socket or several (typically the sender). If the
         channel layer fails (Redis down), this process's members still get it and
-        one ERROR is logged; the call does not raise.
+        one ERROR is logged; the call does not raise. ``history=False`` in a room
+        with history sends a plain frame that is not kept (no position, never
+        replayed: typing indicators and other passing signals).
         """
         frame = _frame(message)
         name = self.group_name(group)
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
-        if self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
+        if history and self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
             return
         await hub.deliver(name, frame, skip)
         if hub.alone_in(name):
