@@ -423,7 +423,7 @@ class Socket:
         extra: dict[str, Any] | None = None,
         whole: bool = False,
     ) -> Any:
-        """Send a frame (with ``extra`` top-level keys) and wait for its reply's response (the reply frame: ``whole``)."""
+        """Send a frame (plus ``extra`` top-level keys); the reply's response (``whole``: the reply frame)."""
         if self._stopped.is_set():
             raise ConnectionError(f"socket to {self.url} is closed: {self.error}")
         ref = str(next(self._refs))

@@ -379,7 +379,8 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         name = self.group_name(group)
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
-        if history and self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
+        keep = history and self._history is not None
+        if keep and await self._history_publish(hub, group, name, message, frame, skip):
             return
         await hub.deliver(name, frame, skip)
         if hub.alone_in(name):
@@ -388,9 +389,7 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
             event = {"type": BROADCAST, "group": name, "origin": hub.channel, **frame}
             await hub.layer.group_send(name, metrics.stamp(event))
         except Exception as exc:
-            logger.error(
-                "Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc
-            )
+            logger.error("Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc)
 
     async def send_personal_message(self, message: Any, websocket: WebSocket | str) -> None:
         """Send ``message`` to one socket: a ``WebSocket``, or a ``connection_id`` on any process."""

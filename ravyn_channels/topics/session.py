@@ -260,12 +260,12 @@ class Session:
                 ws, group=member.name, meta=meta if topic.presence else None, since=since
             )
         except (TooManyRooms, HistoryUnavailable) as exc:  # MAX_ROOMS_PER_CONNECTION, or Redis unreachable
-            reason = exc.reason if isinstance(exc, TooManyRooms) else "history unavailable: join again later"
+            why = exc.reason if isinstance(exc, TooManyRooms) else "history unavailable: join again later"
             if isinstance(exc, HistoryUnavailable):
                 await topic.manager.disconnect(ws, group=member.name)
             await self._drop_cleanups(member)
-            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), reason)
-            await self.reply(frame, "error", {"reason": reason})
+            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), why)
+            await self.reply(frame, "error", {"reason": why})
             return False
         member.state = "joined" if member.state == "joining" else member.state
         reply = protocol.reply_frame(frame.topic, frame.ref, "ok", {} if response is None else response)
@@ -307,9 +307,7 @@ class Session:
         if isinstance(exc, PermissionDenied):
             return {"reason": "permission denied"}
         handler = where or (topic.join_handler.qualname if topic.join_handler else repr(topic))
-        logger.error(
-            "Topic %r %s: %s raised; replied %r", topic.pattern, what, handler, INTERNAL_ERROR, exc_info=exc
-        )
+        logger.error("Topic %r %s: %s raised; replied %r", topic.pattern, what, handler, INTERNAL_ERROR, exc_info=exc)
         return {"reason": INTERNAL_ERROR}
 
     def _presence(self, member: _Membership) -> Any:
