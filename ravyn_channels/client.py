@@ -117,12 +117,12 @@ class Channel:
     async def leave(self, timeout: float | None = None) -> None:
         """Leave the topic (and stop rejoining it)."""
         self.state = "leaving"
+        self.position = None
         try:
             await self.socket._request(self.topic, "leave", {}, timeout)
         finally:
             self.state = "closed"
             self.presence = {}
-            self.position = None
 
     async def push(self, event: str, payload: Any = None, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the reply's ``response`` (``ReplyError``, ``TimeoutError``)."""
@@ -148,8 +148,10 @@ class Channel:
         item = {"event": event, "payload": payload}
         position = frame.get("position")
         if isinstance(position, str):
-            self.position = item["position"] = position
-            self._pushed = True
+            item["position"] = position
+            if self.state in ("joining", "joined", "errored"):  # not a leave's last pushes
+                self.position = position
+                self._pushed = True
         if self._inbox.full():
             self._inbox.get_nowait()  # nobody reads receive(): keep the newest
         self._inbox.put_nowait(item)

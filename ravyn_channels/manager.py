@@ -242,7 +242,9 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
                 users = private_group(self._all)
                 groups.add(users)
                 await hub.join(users, websocket)
-        sub = self._history_subscribe(hub, group, websocket)
+        # Already in the room (connect again, e.g. to add presence): no second replay.
+        rejoin = group is not None and groups is not None and self.group_name(group) in groups
+        sub = None if rejoin else self._history_subscribe(hub, group, websocket)
         joined = []
         for name in (self._all, *(() if group is None else (self.group_name(group),))):
             if name not in groups:

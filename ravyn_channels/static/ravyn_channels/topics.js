@@ -352,12 +352,12 @@ export class Channel {
   async leave({ timeout } = {}) {
     this._wanted = false;
     this._joinedOn = 0;
+    this.position = null;
     this._setState("leaving");
     try {
       if (this.socket.state === "open") await this.socket._request(this.topic, "leave", {}, timeout);
     } finally {
       this._setState("closed");
-      this.position = null;
     }
   }
 
@@ -370,7 +370,7 @@ export class Channel {
   send(event, payload = {}) { this.socket._send({ topic: this.topic, event, payload }); }
 
   _dispatch(event, payload, position) {
-    if (typeof position === "string") { this.position = position; this._pushed = true; }
+    if (typeof position === "string" && this._wanted) { this.position = position; this._pushed = true; }
     this._listeners.emit(event, payload, position);
   }
 }
