@@ -43,19 +43,23 @@ def topics_cluster(tmp_path: Path, start_server: StartServer, url: str) -> tuple
 class Reader:
     """A client socket on one topic that records every pushed number and every resync."""
 
-    def __init__(self, url: str, topic: str) -> None:
-        self.socket = Socket(url, backoff=lambda attempt: 0.1, timeout=10)
+    def __init__(self, url: str, topic: str, backoff: float = 0.1) -> None:
+        self.socket = Socket(url, backoff=lambda attempt: backoff, timeout=10)
         self.channel = self.socket.channel(topic)
         self.numbers: list[int] = []
         self.positions: list[str] = []
         self.resyncs: list[tuple[dict[str, Any], str | None]] = []
         self.events: list[tuple[str, Any]] = []
+        #: Pushes received on a reconnection before its rejoin's reply: the replay.
+        self.replayed = 0
         self.got = asyncio.Event()
         self.channel.on("message", self._message)
         self.channel.on("resync", lambda payload: self._resync(payload))
 
     def _message(self, payload: Any) -> None:
         self.numbers.append(payload["n"])
+        if self.socket.connections > 1 and self.channel.joins < self.socket.connections:
+            self.replayed += 1
         self.positions.append(str(self.channel.position))
         self.events.append(("message", self.channel.position))
         self.got.set()
@@ -95,7 +99,8 @@ async def test_clients_of_a_sigkilled_process_rejoin_the_survivor_with_every_pus
     a, b, prefix = topics_cluster(tmp_path, start_server, REDIS_URL)
     cleanup.append((REDIS_URL, prefix))
     topic = "room:crash"
-    on_a = [Reader(f"{a.ws}/live", topic) for _ in range(2)]
+    # A's clients wait 1 s before reconnecting: the sender's next burst is sent meanwhile.
+    on_a = [Reader(f"{a.ws}/live", topic, backoff=1.0) for _ in range(2)]
     on_b = [Reader(f"{b.ws}/live", topic) for _ in range(2)]
     sender = Reader(f"{b.ws}/live", topic)
     try:
@@ -120,6 +125,7 @@ async def test_clients_of_a_sigkilled_process_rejoin_the_survivor_with_every_pus
             assert offsets == sorted(set(offsets)), i
         for reader in on_a:
             assert reader.socket.connections == 2 and reader.channel.joins == 2
+            assert reader.replayed > 0  # missed while away, received from the history on rejoin
         assert "Traceback" not in b.log()
     finally:
         for reader in [*on_a, *on_b, sender]:
