@@ -19,7 +19,15 @@ event        direction   meaning
 ``error``    ← server    a frame that could not be answered with a reply (no ``ref``, not
                          JSON): ``{"reason": ...}``
 ``presence`` ← server    ``presence_state`` / ``presence_diff`` of a topic with ``presence=True``
+``resync``   ← server    a topic with history could not continue from the client's position:
+                         ``{"reason": "malformed" | "epoch" | "future" | "expired"}``
 ============ =========== ================================================================
+
+Topics with history (``live.topic(..., history=HistoryConfig(...))``) add one
+top-level key, ``"position": "<epoch>:<offset>"``, to every push kept in the
+history, to every ``resync`` and to the ``ok`` reply of a join; a client sends
+its last one back as the ``"position"`` of a ``join`` frame to receive what it
+missed. Frames of topics without history never carry it.
 
 Close codes of a topic socket (besides the library's usual ones, 1009 for an
 oversized frame and 1011 for a crash of the socket itself): ``4408`` when no
@@ -50,6 +58,7 @@ __all__ = [
     "ReplyError",
     "encode",
     "error_frame",
+    "history_frame",
     "member_id",
     "message_frame",
     "parse",
@@ -62,7 +71,7 @@ PROTOCOL = "ravyn.topics.v1"
 #: The topic of socket-level frames (heartbeats).
 SOCKET_TOPIC = "ravyn"
 #: Events with a meaning of their own: no handler may be declared for them.
-RESERVED_EVENTS = frozenset({"join", "leave", "reply", "error", "heartbeat", "presence"})
+RESERVED_EVENTS = frozenset({"join", "leave", "reply", "error", "heartbeat", "presence", "resync"})
 #: The server closes a socket that sent nothing within the heartbeat window with this code.
 CLOSE_HEARTBEAT_TIMEOUT = 4408
 #: Longest topic or event name accepted, in characters.
@@ -73,12 +82,17 @@ Ref = str | int
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One client frame, checked: ``topic``, ``event``, ``payload`` and ``ref``."""
+    """One client frame, checked: ``topic``, ``event``, ``payload`` and ``ref``.
+
+    ``position`` is the raw ``"position"`` of a ``join`` (``None`` when absent):
+    the topic's history checks it (a malformed one gets a ``resync``).
+    """
 
     topic: str
     event: str
     payload: Any
     ref: Ref | None
+    position: Any = None
 
 
 class FrameError(ValueError):
@@ -118,7 +132,7 @@ def parse(text: str | None) -> Frame:
         if len(value) > MAX_NAME:
             raise FrameError(f"{field!r} is longer than {MAX_NAME} characters", ref)
     assert isinstance(topic, str) and isinstance(event, str)
-    return Frame(topic, event, data.get("payload", {}), ref)
+    return Frame(topic, event, data.get("payload", {}), ref, data.get("position"))
 
 
 def _default(value: Any) -> Any:
@@ -151,6 +165,25 @@ def message_frame(topic: str, event: str, payload: Any) -> dict[str, Any]:
 def reply_frame(topic: str, ref: Ref | None, status: str, response: Any) -> dict[str, Any]:
     """The ``reply`` to the client frame numbered ``ref``."""
     return {"topic": topic, "event": "reply", "ref": ref, "payload": {"status": status, "response": response}}
+
+
+def history_frame(envelope: Any) -> str:
+    """The text of a history ``Envelope`` of a topic: the push with its ``position``, or a ``resync``.
+
+    A topic's broadcasts are stored as the push's JSON text, so a message is that
+    text with ``"position"`` added; anything else broadcast to the topic's room
+    directly through its manager keeps the manager's JSON envelope.
+    """
+    position = str(envelope.position)
+    if envelope.type == "resync":
+        frame = message_frame(envelope.room, "resync", {"reason": envelope.reason})
+        return encode({**frame, "position": position})
+    data = envelope.data
+    if envelope.kind == "text" and isinstance(data, str) and data.startswith('{"topic":') and data.endswith("}"):
+        return f'{data[:-1]},"position":"{position}"}}'
+    from ..history import json_envelope
+
+    return json_envelope(envelope)
 
 
 def public_presence(change: dict[str, Any], me: str | None = None) -> dict[str, Any]:
