@@ -59,8 +59,10 @@ def costs_markdown(results: dict[str, Any], plan: Any) -> list[str]:
             "A sender broadcasts a marker and then the messages into a fresh room with history and leaves; a "
             "client connects with `?since=<the marker's position>` and is sent every message after it. "
             "**connect() ms**: the handler's own time for `manager.connect(since=...)` (accept, join, read the "
-            "history, send the replay); **server CPU ms**: the server processes' CPU from the connect until "
-            "the replay was sent (handshake included); **client ms**: until the client had the last message. "
+            "history, send the replay), in wall time; **server CPU ms**: the server processes' CPU from the "
+            "connect until the replay was sent (handshake included; not Redis's own), the figure of the Goals "
+            "row (on a loaded machine the wall time also counts the waits for a core); **client ms**: until "
+            "the client had the last message. "
             f"Medians of {spec['rounds']} rounds. Redis memory: `MEMORY USAGE` of the room's stream and meta "
             f"hash once they hold the {spec['messages']:,} messages.",
             "",

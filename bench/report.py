@@ -195,10 +195,11 @@ def goal_rows(results: dict[str, Any]) -> list[list[str]]:
                 rows.append([where, "broadcast server CPU, metrics on ÷ off (sustained)", _x(r), f"≤ 1.03{X}",
                              _ok(r, 1.03, higher=False)])  # fmt: skip
     for key, by_variant in (_get(results, "resume") or {}).items():
+        # Server CPU: on a loaded machine the handler's wall time also counts its waits for a core.
         r = _get(by_variant, "history")
-        ms = r.get("server_ms") if isinstance(r, dict) else None
+        ms = r.get("cpu_ms") if isinstance(r, dict) else None
         n = r.get("messages", 1000) if isinstance(r, dict) else 1000
-        rows.append([f"{key.replace('/', ', ')} layer", f"resume of {n:,} missed messages, server ms (connect)",
+        rows.append([f"{key.replace('/', ', ')} layer", f"resume of {n:,} missed messages, server CPU ms",
                      _num(ms, 1) + " ms" if ms is not None else "—", "< 50 ms",
                      "—" if ms is None else "yes" if ms < 50 else "**no**"])  # fmt: skip
     return rows
