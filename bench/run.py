@@ -64,7 +64,7 @@ FULL = Plan(
     handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 10},
     memory={"base": 50, "conns": 1000, "settle": 1.0},
     fanout={"slice": 2.0, "rounds": 3, "min_samples": 5, "window": 8},
-    resume={"messages": 1000, "size": 200, "rounds": 5},
+    resume={"messages": 1000, "size": 200, "rounds": 7},
 )
 
 QUICK = Plan(
@@ -73,7 +73,7 @@ QUICK = Plan(
     handshake={"workers": 8, "warmup": 0.2, "slice": 0.6, "rounds": 2},
     memory={"base": 50, "conns": 1000, "settle": 0.3},
     fanout={"slice": 0.4, "rounds": 1, "min_samples": 2, "window": 8},
-    resume={"messages": 1000, "size": 200, "rounds": 2},
+    resume={"messages": 1000, "size": 200, "rounds": 3},
 )
 
 
