@@ -227,7 +227,10 @@ class RoomLog:
             message = frames.get(sub.render)
             if message is None:
                 message = frames[sub.render] = _message(sub.render(entry))
-            await _post(ws, message)
+            try:
+                await post(ws, message)
+            except Exception as exc:  # as in _post, without its call per socket
+                logger.debug("Could not send a history frame to %s (%r)", ws.connection_id, exc)
         if behind():
             await asyncio.sleep(0)  # a member is behind: let the loop write the buffers out
 
