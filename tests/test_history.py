@@ -369,9 +369,8 @@ async def test_memory_reads_by_offset_match_the_log() -> None:
 async def test_redis_reads_give_back_text_json_bytes_and_exclusions_as_written() -> None:
     import uuid
 
-    from tests.conftest import REDIS_URL, require_redis
-
     from ravyn_channels.history.redis_store import RedisHistory
+    from tests.conftest import REDIS_URL, require_redis
 
     require_redis()
     store = RedisHistory([{"address": REDIS_URL}], f"test-history-{uuid.uuid4().hex[:8]}")
