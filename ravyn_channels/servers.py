@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import struct
 import sys
 from functools import partial
 from http import HTTPStatus
@@ -130,6 +131,8 @@ def _path(protocol: Any) -> str:
 def _client(protocol: Any) -> str:
     addr = getattr(protocol, "client_addr", None)
     return escape(f"{addr[0]}:{addr[1]}") if addr else "?"  # daphne --proxy-headers: client-written
+
+
 _backlog = False
 
 
@@ -195,10 +198,61 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
             protocol.transport.abortConnection()
             metrics.event("slow_reader_drops")
             return
-    if data_bytes is not None:
-        protocol.sendMessage(bytes(data_bytes), True)
-    elif data_text is not None:
-        protocol.sendMessage(data_text.encode("utf-8"), False)
+    data = data_bytes if data_bytes is not None else data_text
+    if data is None:
+        return
+    payload, frame = _framed(data)
+    if _plain(protocol, len(payload)):
+        protocol.transport.write(frame)
+    else:
+        protocol.sendMessage(payload, data_bytes is not None)
+
+
+#: The last message sent, as ``(data, payload, frame)``: a broadcast sends the same ``str``
+#: (or ``bytes``) object to every member, so it is encoded and framed once.
+_last: tuple[object, bytes, bytes] = (None, b"", b"")
+
+
+def _framed(data: str | bytes | bytearray) -> tuple[bytes, bytes]:
+    """``data``'s payload (UTF-8 for text) and its websocket frame."""
+    global _last
+    if _last[0] is data:
+        return _last[1], _last[2]
+    text = isinstance(data, str)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    frame = _frame(payload, not text)
+    if isinstance(data, (str, bytes)):  # not a bytearray: it could change before the next send
+        _last = (data, payload, frame)
+    return payload, frame
+
+
+def _plain(protocol: Any, size: int) -> bool:
+    """Whether a message of ``size`` bytes goes out as one unmasked, uncompressed frame, written at once.
+
+    That is every message on a connection without permessage-deflate, frame logging,
+    fragmentation or autobahn's own send queue; only then is ``_frame`` used instead
+    of autobahn's ``sendMessage`` (which also formats a DEBUG line for every write).
+    """
+    return (
+        protocol._perMessageCompress is None
+        and not protocol.send_queue
+        and not protocol.maskServerFrames
+        and not protocol.logFrames
+        and not protocol.logOctets
+        and not 0 < protocol.autoFragmentSize < size
+        and not 0 < protocol.maxMessagePayloadSize < size
+    )
+
+
+def _frame(payload: bytes, binary: bool) -> bytes:
+    """One final, unmasked websocket frame (RFC 6455 section 5.2) carrying ``payload``."""
+    first = 0x82 if binary else 0x81
+    size = len(payload)
+    if size <= 125:
+        return bytes((first, size)) + payload
+    if size <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, size) + payload
+    return struct.pack("!BBQ", first, 127, size) + payload
 
 
 _warned_proxy_headers = False
@@ -503,8 +557,7 @@ def install_daphne_adapter() -> bool:
         limit = fragment_limit(get_settings())
         if self._rc_fragments > limit:
             logger.warning(
-                "Closing websocket %s from %s with 1009: a message in more than %d fragments "
-                "(MAX_MESSAGE_FRAGMENTS).",
+                "Closing websocket %s from %s with 1009: a message in more than %d fragments (MAX_MESSAGE_FRAGMENTS).",
                 _path(self),
                 _client(self),
                 limit,
