@@ -22,12 +22,9 @@ in a few precise places, each fixed here by wrapping one daphne method:
   1007, 1009), the application hears that code, even if the client never replied.
 - ``HTTPFactory.buildProtocol``: a connection must send its whole request head (the
   websocket upgrade) within ``HANDSHAKE_TIMEOUT`` seconds, however slowly it trickles.
-- Writes (every frame: data, close, pong) go to the socket at once when
-  nothing is waiting in Twisted's buffer, as asyncio's own transports do;
-  only what the kernel does not take is left to Twisted. Twisted alone
-  registers the socket for writing and writes it on the next loop turn, once
-  per frame when the application yields between frames: a broadcast to N
-  clients then costs 2N ``epoll_ctl`` calls and N reactor callbacks more.
+- Writes (every frame: data, close, pong) are framed once per message, gathered
+  per connection during a loop turn and sent in one ``send`` at its end; only what
+  the kernel does not take is left to Twisted (``writes.py``).
 - ``Server.create_application``: the application's input queue pauses reading
   from the socket while ``RECEIVE_QUEUE_LIMIT`` messages wait, so a flooding
   client meets TCP backpressure instead of growing the server's memory.
@@ -55,17 +52,17 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import struct
 import sys
 from functools import partial
 from http import HTTPStatus
 from typing import Any
 
-from . import metrics, status
+from . import metrics, status, writes
 from .conf import fragment_limit, get_settings
 from .safetext import escape
+from .writes import take_backlog
 
-__all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter"]
+__all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter", "take_backlog"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -115,15 +112,6 @@ class FlowControlQueue(asyncio.Queue):  # type: ignore[type-arg]
         return item
 
 
-def _unsent_bytes(transport: Any) -> int:
-    """Bytes a Twisted TCP transport has accepted but not yet written to the socket (gathered ones too)."""
-    try:
-        twisted: int = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except AttributeError:  # not a Twisted FileDescriptor transport
-        return 0
-    return twisted + _gathered_bytes(transport)
-
-
 def _path(protocol: Any) -> str:
     request = getattr(protocol, "request", None)
     return str(getattr(request, "path", "?"))
@@ -132,117 +120,6 @@ def _path(protocol: Any) -> str:
 def _client(protocol: Any) -> str:
     addr = getattr(protocol, "client_addr", None)
     return escape(f"{addr[0]}:{addr[1]}") if addr else "?"  # daphne --proxy-headers: client-written
-
-
-_backlog = False
-
-#: Bytes one connection's writes may gather before they are written at once (``_write_now``).
-COALESCE_LIMIT = 64 * 1024
-
-
-class _Gathered:
-    """Writes to one connection made during this turn of the event loop, written together at its end."""
-
-    __slots__ = ("data", "later")
-
-    def __init__(self, later: Any) -> None:
-        self.later = later
-        self.data = bytearray()
-
-
-#: transport -> what it was given during this loop turn; written out by ``_flush``.
-_gathered: dict[Any, _Gathered] = {}
-_flushing = False
-
-
-def take_backlog() -> bool:
-    """Whether a write since the last call was left to Twisted's buffer (the client is behind); resets it."""
-    global _backlog
-    was, _backlog = _backlog, False
-    return was
-
-
-def _write_now(transport: Any, later: Any, data: bytes) -> None:
-    """``transport.write``, gathered per connection and written once at the end of this loop turn.
-
-    A broadcast (or several in a row) writes one frame to each member; gathered, a member
-    gets them in one ``send`` (as many frames as arrived in this turn) instead of one per
-    frame, and nothing goes through Twisted's buffer (whose write costs two ``epoll_ctl``
-    calls and a reactor callback per connection) unless the kernel does not take it all.
-    Order is kept; a connection that gathers ``COALESCE_LIMIT`` bytes is written at once.
-    """
-    global _backlog, _flushing
-    if not data:
-        return
-    gathered = _gathered.get(transport)
-    if gathered is None:
-        if transport._tempDataLen or transport.offset != len(transport.dataBuffer):
-            _backlog = True  # Twisted still holds unsent data for it: the client is behind
-        gathered = _gathered[transport] = _Gathered(later)
-        if not _flushing:
-            try:
-                asyncio.get_running_loop().call_soon(_flush)
-            except RuntimeError:  # no loop running: write it now
-                del _gathered[transport]
-                _write_out(transport, later, data)
-                return
-            _flushing = True
-    gathered.data += data
-    if len(gathered.data) >= COALESCE_LIMIT:
-        del _gathered[transport]
-        _write_out(transport, later, gathered.data)
-
-
-def _flush() -> None:
-    """Write out every connection's gathered data (once per loop turn that wrote something)."""
-    global _flushing
-    _flushing = False
-    while _gathered:
-        transport, gathered = _gathered.popitem()
-        _write_out(transport, gathered.later, gathered.data)
-
-
-def _write_out(transport: Any, later: Any, data: bytes | bytearray) -> None:
-    """Send ``data`` now if Twisted holds nothing unsent for ``transport``; Twisted keeps what the kernel refuses."""
-    global _backlog
-    if (
-        transport.connected
-        and not transport.disconnecting
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-    ):
-        sent = transport.writeSomeData(data)
-        if isinstance(sent, int) and sent > 0:
-            if sent == len(data):
-                return
-            data = data[sent:]
-        # Nothing sent (kernel buffer full) or the connection failed: Twisted
-        # buffers it, and its next write attempt reports a lost connection.
-    _backlog = True
-    later(bytes(data))
-
-
-def _flush_then(transport: Any, close: Any) -> None:
-    """``loseConnection`` after the gathered data (a close frame, typically) is handed to the transport."""
-    gathered = _gathered.pop(transport, None)
-    if gathered is not None:
-        _write_out(transport, gathered.later, gathered.data)
-    close()
-
-
-def _gathered_bytes(transport: Any) -> int:
-    gathered = _gathered.get(transport)
-    return 0 if gathered is None else len(gathered.data)
-
-
-def _write_eagerly(protocol: Any) -> None:
-    """Route ``protocol``'s writes through ``_write_now`` (plain TCP transports only, not TLS)."""
-    from twisted.internet.tcp import Connection
-
-    transport = protocol.transport
-    if isinstance(transport, Connection) and "write" not in vars(transport):
-        transport.write = partial(_write_now, transport, transport.write)  # type: ignore[method-assign]
-        transport.loseConnection = partial(_flush_then, transport, transport.loseConnection)  # type: ignore[method-assign]
 
 
 def _send(protocol: Any, message: dict[str, Any]) -> None:
@@ -256,7 +133,7 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
         return  # dropped for SEND_BUFFER_LIMIT: the abort is under way, the disconnect follows
     limit = get_settings().SEND_BUFFER_LIMIT
     if limit is not None:
-        unsent = _unsent_bytes(protocol.transport)
+        unsent = writes.unsent_bytes(protocol.transport)
         if unsent > limit:
             protocol._rc_dropped = True
             logger.warning(
@@ -273,58 +150,11 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
     data = data_bytes if data_bytes is not None else data_text
     if data is None:
         return
-    payload, frame = _framed(data)
-    if _plain(protocol, len(payload)):
+    payload, frame = writes.framed(data)
+    if writes.plain(protocol, len(payload)):
         protocol.transport.write(frame)
     else:
         protocol.sendMessage(payload, data_bytes is not None)
-
-
-#: The last message sent, as ``(data, payload, frame)``: a broadcast sends the same ``str``
-#: (or ``bytes``) object to every member, so it is encoded and framed once.
-_last: tuple[object, bytes, bytes] = (None, b"", b"")
-
-
-def _framed(data: str | bytes | bytearray) -> tuple[bytes, bytes]:
-    """``data``'s payload (UTF-8 for text) and its websocket frame."""
-    global _last
-    if _last[0] is data:
-        return _last[1], _last[2]
-    text = isinstance(data, str)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    frame = _frame(payload, not text)
-    if isinstance(data, (str, bytes)):  # not a bytearray: it could change before the next send
-        _last = (data, payload, frame)
-    return payload, frame
-
-
-def _plain(protocol: Any, size: int) -> bool:
-    """Whether a message of ``size`` bytes goes out as one unmasked, uncompressed frame, written at once.
-
-    That is every message on a connection without permessage-deflate, frame logging,
-    fragmentation or autobahn's own send queue; only then is ``_frame`` used instead
-    of autobahn's ``sendMessage`` (which also formats a DEBUG line for every write).
-    """
-    return (
-        protocol._perMessageCompress is None
-        and not protocol.send_queue
-        and not protocol.maskServerFrames
-        and not protocol.logFrames
-        and not protocol.logOctets
-        and not 0 < protocol.autoFragmentSize < size
-        and not 0 < protocol.maxMessagePayloadSize < size
-    )
-
-
-def _frame(payload: bytes, binary: bool) -> bytes:
-    """One final, unmasked websocket frame (RFC 6455 section 5.2) carrying ``payload``."""
-    first = 0x82 if binary else 0x81
-    size = len(payload)
-    if size <= 125:
-        return bytes((first, size)) + payload
-    if size <= 0xFFFF:
-        return struct.pack("!BBH", first, 126, size) + payload
-    return struct.pack("!BBQ", first, 127, size) + payload
 
 
 _warned_proxy_headers = False
@@ -565,7 +395,7 @@ def install_daphne_adapter() -> bool:
             logger.info("Refused websocket %s: non-ASCII Sec-WebSocket-Protocol header", escape(request.path))
             raise ConnectionDeny(400, "Sec-WebSocket-Protocol must be ASCII")  # type: ignore[no-untyped-call]
         self.failByDrop = False
-        _write_eagerly(self)
+        writes.write_eagerly(self)
         self.maxMessagePayloadSize = self.maxFramePayloadSize = get_settings().MAX_MESSAGE_SIZE
         return original_connect(self, request)
 
@@ -651,7 +481,7 @@ def install_daphne_adapter() -> bool:
             return  # dropped already: the rest of this read's pings get no pong and no WARNING
         limit = get_settings().SEND_BUFFER_LIMIT
         if limit is not None and self.state == AutobahnProtocol.STATE_OPEN:
-            unsent = _unsent_bytes(self.transport)
+            unsent = writes.unsent_bytes(self.transport)
             if unsent > limit:
                 self._rc_dropped = True
                 logger.warning(
