@@ -49,7 +49,8 @@ class _Gathered:
 
 #: transport -> what it was given during this loop turn; written out by ``_flush``.
 _gathered: dict[Any, _Gathered] = {}
-_flushing = False
+#: The event loop a ``_flush`` is scheduled on (``None``: none is).
+_flushing: asyncio.AbstractEventLoop | None = None
 
 
 def take_backlog() -> bool:
@@ -75,15 +76,15 @@ def _write_now(transport: Any, later: Any, data: bytes) -> None:
     if gathered is None:
         if transport._tempDataLen or transport.offset != len(transport.dataBuffer):
             _backlog = True  # Twisted still holds unsent data for it: the client is behind
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop running: write it now
+            _write_out(transport, later, data)
+            return
         gathered = _gathered[transport] = _Gathered(later)
-        if not _flushing:
-            try:
-                asyncio.get_running_loop().call_soon(_flush)
-            except RuntimeError:  # no loop running: write it now
-                del _gathered[transport]
-                _write_out(transport, later, data)
-                return
-            _flushing = True
+        if _flushing is not loop:  # (a loop that closed before its flush ran is replaced)
+            loop.call_soon(_flush)
+            _flushing = loop
     gathered.data += data
     if len(gathered.data) >= COALESCE_LIMIT:
         del _gathered[transport]
@@ -92,11 +93,11 @@ def _write_now(transport: Any, later: Any, data: bytes) -> None:
 
 def _flush() -> None:
     """Write out every connection's gathered data (once per loop turn that wrote something)."""
-    global _flushing
-    _flushing = False
-    while _gathered:
-        transport, gathered = _gathered.popitem()
-        _write_out(transport, gathered.later, gathered.data)
+    global _flushing, _gathered
+    _flushing = None
+    gathered, _gathered = _gathered, {}
+    for transport, one in gathered.items():  # in the order of their first write
+        _write_out(transport, one.later, one.data)
 
 
 def _write_out(transport: Any, later: Any, data: bytes | bytearray) -> None:
