@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .report import goal_rows, machine, markdown, plot, plot_scale
-from .run import FULL, QUICK, Runner
+from .run import FULL, QUICK, Runner, fanout_summary
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short slices, one round: under two minutes")
     parser.add_argument("--out", type=Path, default=HERE, help="where results.md and results.png go")
-    parser.add_argument(
-        "--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)"
-    )
+    parser.add_argument("--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)")
     parser.add_argument(
         "--redis", default=None, help="comma-separated subset of redis,pubsub, or 'none' (default: both)"
     )
@@ -38,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-fraction", type=float, default=1.0, help="shrink the scale counts (e.g. 0.1 for a quick try)"
     )
     parser.add_argument("--only-scale", action="store_true", help="skip the regular workloads (for trying)")
+    parser.add_argument(
+        "--only", choices=("fanout",), default=None,
+        help="run one workload only (for trying; writes a short summary, not the full report)",
+    )  # fmt: skip
+    parser.add_argument("--sizes", default=None, help="comma-separated fan-out room sizes (default: 100,1000)")
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset of the fan-out variants (with --only fanout)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per workload")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -49,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         plan.scale = args.scale_fraction
     if args.only_scale:
         plan.servers, plan.redis_layers = (), ()
+    if args.sizes:
+        plan.sizes = tuple(int(n) for n in args.sizes.split(",") if n)
+    if args.rounds:
+        plan.fanout = {**plan.fanout, "rounds": args.rounds}
+    if args.only:
+        plan.only = args.only
+        plan.redis_layers = ()
+        if args.variants:
+            plan.fanout_variants = tuple(v for v in args.variants.split(",") if v)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -62,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     meta["seconds"] = round(time.monotonic() - started)
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if plan.only:
+        text = fanout_summary(results, meta)
+        (args.out / "fanout.md").write_text(text)
+        (args.out / "fanout.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(text)
+        return 0
     text = markdown(results, meta, plan)
     (args.out / "results.md").write_text(text)
     plot(results, meta, args.out / "results.png")

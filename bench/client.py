@@ -450,6 +450,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
     lost = dict.fromkeys(targets, 0)
     used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, broadcasts
     one = {name: [0.0, 0] for name in targets}  # the same, one broadcast at a time
+    mine = dict.fromkeys(targets, 0.0)  # this client process's CPU seconds in the sustained phase
     for name in slice_order(list(targets), spec["rounds"]):
         room = rooms[name]
         samples: list[float] = []
@@ -469,7 +470,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
 
         # The phase lasts ``slice`` seconds, longer if needed to see ``min_samples`` broadcasts
         # complete (a slow variant), but never more than four slices.
-        t0, c0 = now(), cpu(pids)
+        t0, c0, m0 = now(), cpu(pids), time.process_time()
         done_at: list[float] = []
         end = [t0 + 4 * spec["slice"]]
 
@@ -487,6 +488,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
         used[name][0] += cpu(pids) - c0
         used[name][1] += now() - t0
         used[name][2] += len(done_at)
+        mine[name] += time.process_time() - m0
         rates[name].append(sum(1 for t in done_at if t <= end[0]) / (end[0] - t0))
     for room in rooms.values():
         await close_many(room.conns)
@@ -499,6 +501,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
             "broadcasts_per_s": statistics.median(rates[name]),
             "cpu_ms_per_broadcast": used[name][0] / max(1, used[name][2]) * 1e3,
             "server_cpu_share": used[name][0] / used[name][1],
+            "client_cpu_share": mine[name] / used[name][1],
             "slices": [round(r, 1) for r in rates[name]],
             "lost": lost[name],
         }

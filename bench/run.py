@@ -56,6 +56,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: ``--scale``: also the scale workloads (``bench/scale.py``), counts times this fraction.
     scale: float | None = None
+    #: ``--only fanout``: that workload alone, on the in-memory layer (for trying a change).
+    only: str | None = None
+    fanout_variants: tuple[str, ...] = FANOUT_VARIANTS
 
 
 FULL = Plan(
@@ -136,11 +139,16 @@ class Runner:
     def run(self) -> dict[str, Any]:
         plan = self.plan
         for server in plan.servers:
-            variants = FANOUT_VARIANTS + ((METRICS_VARIANT, HISTORY_VARIANT) if server == "daphne" else ())
+            variants = plan.fanout_variants
+            if server == "daphne" and plan.only is None:
+                variants += (METRICS_VARIANT, HISTORY_VARIANT)
             self.log(f"[{server}] in-memory layer: {', '.join(variants)}")
             started = self._start(variants, server, "memory")
             try:
-                self._server_workloads(server, started)
+                if plan.only == "fanout":
+                    self.results["fanout"][f"{server}/memory"] = self._fanout(started, variants)
+                else:
+                    self._server_workloads(server, started)
             finally:
                 self._stop(started)
         url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -235,3 +243,31 @@ class Runner:
             spec = {"workload": "fanout", "targets": targets, "clients": n, **self.plan.fanout}
             by_size[str(n)] = self._client(spec, 900)
         return by_size
+
+
+def fanout_summary(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A short table of an ``--only fanout`` run: every variant, and its ratio to the list loop."""
+    lines = [
+        f"# Fan-out only (`--only fanout`), {meta.get('date', '?')}, commit `{meta.get('commit', '?')}`, "
+        f"load {meta.get('load_start', (0,))[0]:.1f}",
+        "",
+        "| server | clients | variant | until last p50 ms | p99 ms | CPU ms (one) | broadcasts/s | slices "
+        "| CPU ms (sustained) | server, client CPU share | /s vs list loop | CPU list loop ÷ this |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, by_size in results["fanout"].items():
+        for size, variants in by_size.items():
+            base = variants.get("listloop", {})
+            for name, r in variants.items():
+                if "error" in r:
+                    lines.append(f"| {key} | {size} | {name} | error: {r['error']} |")
+                    continue
+                rate = r["broadcasts_per_s"] / base["broadcasts_per_s"] if base.get("broadcasts_per_s") else 0.0
+                cpu = base["cpu_ms_per_broadcast"] / r["cpu_ms_per_broadcast"] if "cpu_ms_per_broadcast" in base else 0
+                lines.append(
+                    f"| {key} | {size} | {name} | {r['until_last_p50_ms']:.1f} | {r['until_last_p99_ms']:.1f} "
+                    f"| {r['cpu_ms_per_broadcast_one']:.2f} | {r['broadcasts_per_s']:.1f} | {r['slices']} "
+                    f"| {r['cpu_ms_per_broadcast']:.2f} "
+                    f"| {r['server_cpu_share']:.0%}, {r.get('client_cpu_share', 0):.0%} | {rate:.2f}x | {cpu:.2f}x |"
+                )
+    return "\n".join(lines) + "\n"
