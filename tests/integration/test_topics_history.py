@@ -124,6 +124,10 @@ async def test_clients_of_a_sigkilled_process_rejoin_the_survivor_with_every_pus
             offsets = [int(p.partition(":")[2]) for p in reader.positions]
             assert offsets == sorted(set(offsets)), i
         for reader in on_a:
+            # The replay comes before the rejoin's reply: every number may be in before the reply is.
+            deadline = time.monotonic() + 10
+            while reader.channel.joins < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             assert reader.socket.connections == 2 and reader.channel.joins == 2
             assert reader.replayed > 0  # missed while away, received from the history on rejoin
         assert "Traceback" not in b.log()
