@@ -2,7 +2,8 @@
 
 Servers (daphne, uvicorn) run on 127.0.0.1 in their own processes, pinned to
 one core; the picows load generator runs in another process on another core.
-The raw figures go to ``bench/raw/results.json`` (not committed).
+The raw figures go to ``bench/raw/results.json`` (not committed), or beside results.md with ``--out``.
+``--only echo,fanout --variants ravyn,topics`` runs a subset (for trying; the full run is the default).
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-fraction", type=float, default=1.0, help="shrink the scale counts (e.g. 0.1 for a quick try)"
     )
     parser.add_argument("--only-scale", action="store_true", help="skip the regular workloads (for trying)")
+    parser.add_argument(
+        "--only", default=None,
+        help="comma-separated subset of memory,echo,handshake,fanout,churn (default: all; the report shows what ran)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset of ref,raw,listloop,ravyn,topics,presence (default: all)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of interleaved slices (echo and fan-out)")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -45,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         plan.servers = tuple(s for s in args.servers.split(",") if s)
     if args.redis:
         plan.redis_layers = () if args.redis == "none" else tuple(s for s in args.redis.split(",") if s)
+    if args.only:
+        plan.only = tuple(s for s in args.only.split(",") if s)
+    if args.variants:
+        plan.variants = tuple(s for s in args.variants.split(",") if s)
+    if args.rounds:
+        plan.echo = dict(plan.echo, rounds=args.rounds)
+        plan.fanout = dict(plan.fanout, rounds=args.rounds)
     if args.scale or args.only_scale:
         plan.scale = args.scale_fraction
     if args.only_scale:
@@ -67,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, meta, args.out / "results.png")
     if "scale" in results:
         plot_scale(results["scale"], meta, args.out / "scale.png")
-    raw = HERE / "raw"
+    raw = HERE / "raw" if args.out == HERE else args.out
     raw.mkdir(exist_ok=True)
     (raw / "results.json").write_text(json.dumps({"meta": meta, "plan": plan.name, "results": results}, indent=1))
     print(text)

@@ -50,6 +50,17 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: ``--scale``: also the scale workloads (``bench/scale.py``), counts times this fraction.
     scale: float | None = None
+    #: ``--only``: the workloads to run (memory, echo, handshake, fanout, churn); ``None``: all.
+    only: tuple[str, ...] | None = None
+    #: ``--variants``: the variants to start and measure; ``None``: all.
+    variants: tuple[str, ...] | None = None
+
+    def wants(self, workload: str) -> bool:
+        return self.only is None or workload in self.only
+
+    def pick(self, variants: tuple[str, ...]) -> tuple[str, ...]:
+        """``variants`` restricted to ``--variants`` (kept in their usual order)."""
+        return variants if self.variants is None else tuple(v for v in variants if v in self.variants)
 
 
 FULL = Plan(
@@ -125,25 +136,32 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         plan = self.plan
-        for server in plan.servers:
-            self.log(f"[{server}] in-memory layer: {', '.join(FANOUT_VARIANTS)}")
-            started = self._start(FANOUT_VARIANTS, server, "memory")
+        memory_workloads = ("memory", "echo", "handshake", "fanout", "churn")
+        servers = plan.servers if any(plan.wants(w) for w in memory_workloads) else ()
+        for server in servers:
+            variants = plan.pick(FANOUT_VARIANTS)
+            self.log(f"[{server}] in-memory layer: {', '.join(variants)}")
+            started = self._start(variants, server, "memory")
             try:
                 self._server_workloads(server, started)
             finally:
                 self._stop(started)
         url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        for layer in plan.redis_layers:
+        redis_variants = plan.pick(REDIS_VARIANTS)
+        redis_layers = plan.redis_layers if (plan.wants("fanout") or plan.wants("churn")) and redis_variants else ()
+        for layer in redis_layers:
             key = f"daphne/{layer}"
             if not redis_available(url):
                 self.results["fanout"][key] = {"skipped": f"no Redis at {url}"}
                 self.log(f"[daphne] {layer}: skipped, no Redis at {url}")
                 continue
-            self.log(f"[2 daphne processes] {layer} layer: {', '.join(REDIS_VARIANTS)}")
-            started = self._start(REDIS_VARIANTS, "daphne", layer, copies=2)
+            self.log(f"[2 daphne processes] {layer} layer: {', '.join(redis_variants)}")
+            started = self._start(redis_variants, "daphne", layer, copies=2)
             try:
-                self.results["fanout"][key] = self._fanout(started, REDIS_VARIANTS)
-                self.results["churn"][key] = self._churn(started)
+                if plan.wants("fanout"):
+                    self.results["fanout"][key] = self._fanout(started, redis_variants)
+                if plan.wants("churn"):
+                    self.results["churn"][key] = self._churn(started)
             finally:
                 self._stop(started)
                 self._forget_redis_keys(url)
@@ -171,19 +189,27 @@ class Runner:
 
     def _server_workloads(self, server: str, started: dict[str, list[Server]]) -> None:
         plan = self.plan
-        targets = self._targets(started, "/echo", ECHO_VARIANTS)
+        targets = self._targets(started, "/echo", plan.pick(ECHO_VARIANTS))
         # Memory first, on fresh processes.
-        self.results["memory"][server] = self._client({"workload": "memory", "targets": targets, **plan.memory}, 300)
-        self.results["echo"][server] = self._client({"workload": "echo", "targets": targets, **plan.echo}, 600)
-        self.results["handshake"][server] = self._client(
-            {"workload": "handshake", "targets": targets, **plan.handshake}, 600
-        )
-        self.results["fanout"][f"{server}/memory"] = self._fanout(started, FANOUT_VARIANTS)
-        self.results["churn"][f"{server}/memory"] = self._churn(started)
+        if plan.wants("memory"):
+            memory = {"workload": "memory", "targets": targets, **plan.memory}
+            self.results["memory"][server] = self._client(memory, 300)
+        if plan.wants("echo"):
+            self.results["echo"][server] = self._client({"workload": "echo", "targets": targets, **plan.echo}, 600)
+        if plan.wants("handshake"):
+            handshake = {"workload": "handshake", "targets": targets, **plan.handshake}
+            self.results["handshake"][server] = self._client(handshake, 600)
+        if plan.wants("fanout"):
+            self.results["fanout"][f"{server}/memory"] = self._fanout(started, plan.pick(FANOUT_VARIANTS))
+        if plan.wants("churn"):
+            self.results["churn"][f"{server}/memory"] = self._churn(started)
 
     def _churn(self, started: dict[str, list[Server]]) -> dict[str, Any]:
         """The handshake workload (connect, one message, close) into a room, presence off and on."""
-        targets = self._targets(started, "/fanout/churn", CHURN_VARIANTS)
+        variants = tuple(v for v in self.plan.pick(CHURN_VARIANTS) if v in started)
+        if not variants:
+            return {}
+        targets = self._targets(started, "/fanout/churn", variants)
         return self._client({"workload": "handshake", "targets": targets, **self.plan.handshake}, 600)
 
     def _fanout(self, started: dict[str, list[Server]], variants: tuple[str, ...]) -> dict[str, Any]:
