@@ -25,9 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short slices, one round: under two minutes")
     parser.add_argument("--out", type=Path, default=HERE, help="where results.md and results.png go")
-    parser.add_argument(
-        "--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)"
-    )
+    parser.add_argument("--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)")
     parser.add_argument(
         "--redis", default=None, help="comma-separated subset of redis,pubsub, or 'none' (default: both)"
     )
@@ -44,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of memory,echo,handshake,fanout,churn (default: all; the report shows what ran)",
     )  # fmt: skip
     parser.add_argument(
-        "--variants", default=None, help="comma-separated subset of ref,raw,listloop,ravyn,topics,presence (default: all)"
-    )
+        "--variants", default=None,
+        help="comma-separated subset of ref,raw,listloop,ravyn,topics,presence (default: all)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=None, help="rounds of interleaved slices (echo and fan-out)")
     args = parser.parse_args(argv)
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -164,6 +165,27 @@ async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
 # falls on every variant alike; a figure is the median over its slices.
 
 
+def own_cpu() -> float:
+    """CPU seconds this client process has used so far (is the load generator the limit?)."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def runq_wait(pids: list[int]) -> float:
+    """Seconds the server processes' threads have been runnable but waiting for a core (Linux
+    ``/proc/PID/task/TID/schedstat``; 0 elsewhere): a share near 1 minus the CPU share means
+    the machine, not the server or this client, set the pace."""
+    total = 0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+        except OSError:
+            continue
+    return total / 1e9
+
+
 def cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) the server processes have used so far."""
     total = 0.0
@@ -204,7 +226,7 @@ async def echo(spec: dict[str, Any]) -> dict[str, Any]:
     conns = {name: await open_many(t["urls"], spec["conns"], on_text) for name, t in targets.items()}
     rates: dict[str, list[float]] = {name: [] for name in targets}
     lats: dict[str, list[float]] = {name: [] for name in targets}
-    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, messages
+    used = {name: [0.0, 0.0, 0, 0.0, 0.0] for name in targets}  # cpu s, wall s, messages, client cpu s, run queue s
     for name in slice_order(list(targets), spec["rounds"]):
         pids = targets[name]["pids"]
         lat.clear()
@@ -214,10 +236,12 @@ async def echo(spec: dict[str, Any]) -> dict[str, Any]:
             c.send(payload)
         await asyncio.sleep(spec["warmup"])
         state["recording"] = True
-        t0, c0 = now(), cpu(pids)
+        t0, c0, k0, q0 = now(), cpu(pids), own_cpu(), runq_wait(pids)
         await asyncio.sleep(spec["slice"])
         state["recording"] = False
         wall, busy = now() - t0, cpu(pids) - c0
+        used[name][3] += own_cpu() - k0
+        used[name][4] += runq_wait(pids) - q0
         rates[name].append(state["count"] / wall)
         used[name][0] += busy
         used[name][1] += wall
@@ -236,6 +260,8 @@ async def echo(spec: dict[str, Any]) -> dict[str, Any]:
             "p99_ms": percentile(lats[name], 99) * 1e3,
             "cpu_us_per_msg": used[name][0] / max(1, used[name][2]) * 1e6,
             "server_cpu_share": used[name][0] / used[name][1],
+            "client_cpu_share": used[name][3] / used[name][1],
+            "server_runq_share": used[name][4] / used[name][1],
             "slices": [round(r) for r in rates[name]],
         }
         for name in targets
@@ -430,7 +456,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
     lat: dict[str, list[float]] = {name: [] for name in targets}
     rates: dict[str, list[float]] = {name: [] for name in targets}
     lost = dict.fromkeys(targets, 0)
-    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, broadcasts
+    used = {name: [0.0, 0.0, 0, 0.0, 0.0] for name in targets}  # cpu s, wall s, broadcasts, client cpu s, run queue s
     one = {name: [0.0, 0] for name in targets}  # the same, one broadcast at a time
     for name in slice_order(list(targets), spec["rounds"]):
         room = rooms[name]
@@ -451,7 +477,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
 
         # The phase lasts ``slice`` seconds, longer if needed to see ``min_samples`` broadcasts
         # complete (a slow variant), but never more than four slices.
-        t0, c0 = now(), cpu(pids)
+        t0, c0, k0, q0 = now(), cpu(pids), own_cpu(), runq_wait(pids)
         done_at: list[float] = []
         end = [t0 + 4 * spec["slice"]]
 
@@ -469,6 +495,8 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
         used[name][0] += cpu(pids) - c0
         used[name][1] += now() - t0
         used[name][2] += len(done_at)
+        used[name][3] += own_cpu() - k0
+        used[name][4] += runq_wait(pids) - q0
         rates[name].append(sum(1 for t in done_at if t <= end[0]) / (end[0] - t0))
     for room in rooms.values():
         await close_many(room.conns)
@@ -481,6 +509,8 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
             "broadcasts_per_s": statistics.median(rates[name]),
             "cpu_ms_per_broadcast": used[name][0] / max(1, used[name][2]) * 1e3,
             "server_cpu_share": used[name][0] / used[name][1],
+            "client_cpu_share": used[name][3] / used[name][1],
+            "server_runq_share": used[name][4] / used[name][1],
             "slices": [round(r, 1) for r in rates[name]],
             "lost": lost[name],
         }
