@@ -193,7 +193,7 @@ class Topic:
 
 
 def _text(topic: str, event: str, payload: Any) -> str:
-    return protocol.encode(protocol.message_frame(topic, event, payload))
+    return protocol.message_text(topic, event, payload)
 
 
 class TopicSocket:
@@ -252,9 +252,7 @@ class TopicSocket:
         self.route.topic_socket = self  # type: ignore[attr-defined]
         _registry.append(self)
 
-    def topic(
-        self, pattern: str, *, presence: bool = False, permissions: Sequence[Any] | None = None
-    ) -> Topic:
+    def topic(self, pattern: str, *, presence: bool = False, permissions: Sequence[Any] | None = None) -> Topic:
         """Declare a topic pattern; ``permissions`` must allow each join, ``presence`` tracks its members."""
         topic = Topic(self, pattern, presence=presence, permissions=permissions)
         self.topics.append(topic)

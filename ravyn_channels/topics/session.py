@@ -295,9 +295,7 @@ class Session:
         if isinstance(exc, PermissionDenied):
             return {"reason": "permission denied"}
         handler = where or (topic.join_handler.qualname if topic.join_handler else repr(topic))
-        logger.error(
-            "Topic %r %s: %s raised; replied %r", topic.pattern, what, handler, INTERNAL_ERROR, exc_info=exc
-        )
+        logger.error("Topic %r %s: %s raised; replied %r", topic.pattern, what, handler, INTERNAL_ERROR, exc_info=exc)
         return {"reason": INTERNAL_ERROR}
 
     def _presence(self, member: _Membership) -> Any:
@@ -319,23 +317,33 @@ class Session:
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame; a client that has gone is not an error here."""
-        ws = self.ws
-        if ws.close_code is not None or ws.application_state is not WebSocketState.CONNECTED:
-            return
         try:
             text = protocol.encode(frame)
         except (TypeError, ValueError) as exc:
-            topic = frame.get("topic")
-            logger.error("Topic %r: a reply is not JSON serialisable (%s); replied %r", topic, exc, INTERNAL_ERROR)
-            error = protocol.reply_frame(topic or "", frame.get("ref"), "error", {"reason": INTERNAL_ERROR})
-            text = protocol.encode(error)
+            text = self._unencodable(frame.get("topic"), frame.get("ref"), exc)
+        await self.send_text(text)
+
+    async def send_text(self, text: str) -> None:
+        """Write one encoded frame; a client that has gone is not an error here."""
+        ws = self.ws
+        if ws.close_code is not None or ws.application_state is not WebSocketState.CONNECTED:
+            return
         try:
             await ws.send_text(text)
         except WebSocketDisconnect:
             pass
 
+    @staticmethod
+    def _unencodable(topic: str | None, ref: protocol.Ref | None, exc: Exception) -> str:
+        logger.error("Topic %r: a reply is not JSON serialisable (%s); replied %r", topic, exc, INTERNAL_ERROR)
+        return protocol.reply_text(topic or "", ref, "error", {"reason": INTERNAL_ERROR})
+
     async def reply(self, frame: Frame, status_: str, response: Any) -> None:
-        await self.send(protocol.reply_frame(frame.topic, frame.ref, status_, response))
+        try:
+            text = protocol.reply_text(frame.topic, frame.ref, status_, response)
+        except (TypeError, ValueError) as exc:
+            text = self._unencodable(frame.topic, frame.ref, exc)
+        await self.send_text(text)
 
     async def reply_error(self, frame: Frame, response: dict[str, Any]) -> None:
         if frame.ref is not None:
