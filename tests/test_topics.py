@@ -74,6 +74,20 @@ async def slow(payload: Any) -> str:
     return "slept"
 
 
+held: list[str] = []
+
+
+@room.on("hold")
+async def hold(payload: Any) -> str:
+    held.append("waiting")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        held.append("cancelled")
+        raise
+    return "held"
+
+
 @room.on("whoami")
 async def whoami(websocket: WebSocket) -> Any:
     return {"id": websocket.connection_id}
@@ -309,6 +323,36 @@ async def test_a_slow_handler_does_not_hold_up_other_topics() -> None:
         assert (await client.push("room:11", "message", {"text": "fast"}))["delivered"] == "fast"
         slow_reply = await client.receive("room:10", "reply", timeout=3)
         assert slow_reply["ref"] == "slow" and slow_reply["payload"] == {"status": "ok", "response": "slept"}
+
+
+async def test_a_topics_frames_are_answered_in_order_behind_a_waiting_handler() -> None:
+    """An event started at once that then waits holds the topic's later frames, the leave included."""
+    async with topic_client(live) as client:
+        await client.join("room:16")
+        await client.send_frame("room:16", "slow", 0.3, ref="slow")
+        await client.send_frame("room:16", "message", {"text": "after"}, ref="after")
+        await client.send_frame("room:16", "leave", ref="leave")
+        replies = [await client.receive("room:16", "reply", timeout=3) for _ in range(3)]
+        assert [r["ref"] for r in replies] == ["slow", "after", "leave"]
+        assert replies[0]["payload"]["response"] == "slept"
+        assert replies[1]["payload"]["response"] == {"delivered": "after", "urgent": False}
+        # Idle again: the next event is answered at once, and a slow one again holds the next.
+        await client.join("room:16")
+        await client.send_frame("room:16", "slow", 0.2, ref="slow2")
+        assert (await client.push("room:16", "message", {"text": "x"}))["delivered"] == "x"
+        assert (await client.receive("room:16", "reply", timeout=3))["ref"] == "slow2"
+
+
+async def test_closing_cancels_a_waiting_handler() -> None:
+    held.clear()
+    async with topic_client(live) as client:
+        await client.join("room:17")
+        await client.send_frame("room:17", "hold", ref="hold")
+        # Frames are handled in order: once the heartbeat is answered, the hold handler is waiting.
+        await client.push("ravyn", "heartbeat")
+        assert held == ["waiting"]
+    # The client closed (and the application finished) with the handler still asleep: cancelled.
+    assert held == ["waiting", "cancelled"]
 
 
 async def test_unknown_event_and_event_before_join() -> None:

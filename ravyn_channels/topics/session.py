@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["serve"]
 
 logger = logging.getLogger("ravyn_channels")
+
+#: Python 3.12+ starts a task's first step at once (``eager_start``): an event whose handler
+#: answers without waiting is then handled without a turn of the event loop.
+EAGER = sys.version_info >= (3, 12)
 
 INTERNAL_ERROR = "internal error"
 
@@ -61,6 +66,7 @@ class _Membership:
     cleanups: list[Cleanup] = field(default_factory=list)
     previous: asyncio.Task[None] | None = None
     task: asyncio.Task[None] | None = None
+    inflight: asyncio.Task[None] | None = None  # an event started at once, still running
 
 
 class Session:
@@ -171,9 +177,29 @@ class Session:
                 )
                 await self.ws.close(status.WS_1013_TRY_AGAIN_LATER, "too many unanswered frames")
                 return False
+            elif member.waiter is not None and member.inflight is None and member.state == "joined" and EAGER:
+                self.start(member, frame)  # the worker is idle: nothing to keep in order with
             else:
                 self.enqueue(member, frame)
         return True
+
+    def start(self, member: _Membership, frame: Frame) -> None:
+        """Run an event of an idle topic at once, in its own task: one that answers without
+        waiting is done before this returns; one that waits holds the topic's later frames
+        (the worker waits for it) while the socket's other topics carry on."""
+        task = asyncio.Task(
+            self.run_event(member, frame),
+            loop=asyncio.get_running_loop(),
+            eager_start=True,  # Python 3.12+ (EAGER)
+        )
+        if not task.done():
+            member.inflight = task
+            task.add_done_callback(lambda _: self._settled(member, task))
+
+    @staticmethod
+    def _settled(member: _Membership, task: asyncio.Task[None]) -> None:
+        if member.inflight is task:
+            member.inflight = None
 
     async def join(self, frame: Frame) -> None:
         name = frame.topic
@@ -215,6 +241,8 @@ class Session:
                         await member.waiter
                     finally:
                         member.waiter = None
+                if member.inflight is not None:  # an event started at once comes first
+                    await asyncio.gather(member.inflight, return_exceptions=True)
                 frame = member.frames.popleft()
                 if frame.event == "join":
                     if not await self.run_join(member, frame):
@@ -361,7 +389,7 @@ class Session:
     async def close_all(self) -> None:
         """The socket is closing: stop every topic's worker and exit its dependencies."""
         members = list(self.joined.values())
-        tasks = [m.task for m in members if m.task is not None and not m.task.done()]
+        tasks = [t for m in members for t in (m.inflight, m.task) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
