@@ -115,6 +115,28 @@ def test_topic_names_from_parameters() -> None:
     assert lobby.name() == "lobby"
 
 
+def test_topic_names_are_remembered_per_value_and_type() -> None:
+    def formatted(topic: Any, value: Any) -> str:
+        try:
+            return str(topic._format(topic._values((value,), {})))
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    def named(topic: Any, value: Any) -> str:
+        try:
+            return str(topic.name(value))
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    # Equal keys of different types (1, True, 1.0) each get their own name (or refusal), twice over.
+    for topic in (room, private):
+        for value in [1, True, 1.0, "1", 1, True, 1.0, "1", "x", "x"]:
+            assert named(topic, value) == formatted(topic, value)
+    assert private.name(True) == "private:True" and private.name(1) == "private:1"
+    assert room.name(42) == room.name(room_id=42) == "room:42"
+    assert private.name(["unhashable"]) == private._format({"name": ["unhashable"]})  # formatted, not kept
+
+
 def test_reserved_events_cannot_have_handlers() -> None:
     with pytest.raises(ValueError, match="reserved event"):
         room.on("join")

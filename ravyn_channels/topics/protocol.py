@@ -37,8 +37,7 @@ import json
 import json.encoder
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..presence import member_id, public_members
 
@@ -75,9 +74,9 @@ MAX_NAME = 255
 Ref = str | int
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One client frame, checked: ``topic``, ``event``, ``payload`` and ``ref``."""
+class Frame(NamedTuple):
+    """One client frame, checked: ``topic``, ``event``, ``payload`` and ``ref`` (immutable; a named
+    tuple, made for every frame at a third of a frozen dataclass's cost)."""
 
     topic: str
     event: str
