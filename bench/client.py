@@ -23,6 +23,11 @@ import psutil
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 HEADERS = {"Origin": "http://127.0.0.1"}  # every variant sees the same browser-like handshake
+#: Seconds between a topic connection's heartbeats, as the official clients send them: the server
+#: closes a topic socket that sent nothing for TOPICS_HEARTBEAT_TIMEOUT (60 s), and a fan-out
+#: receiver sends nothing else.
+HEARTBEAT = 30.0
+HEARTBEAT_FRAME = b'{"topic":"ravyn","event":"heartbeat","payload":{},"ref":"hb"}'
 now = time.perf_counter
 
 
@@ -58,6 +63,8 @@ class Conn(WSListener):
         if kind == WSMsgType.TEXT:
             data = frame.get_payload_as_bytes()
             if self.topic is not None:
+                if data.startswith(b'{"topic":"ravyn"'):  # a heartbeat's reply
+                    return
                 if b'"ref":"join"' in data:  # the join's reply (broadcasts may come before it)
                     if self.joined is not None and not self.joined.done():
                         self.joined.set_result(None)
@@ -69,6 +76,14 @@ class Conn(WSListener):
             if not transport.is_close_frame_sent:
                 transport.send_close(frame.get_close_code())
             transport.disconnect()
+
+    def beat(self) -> None:
+        """Send a heartbeat every ``HEARTBEAT`` seconds while connected (topic connections)."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
+            return
+        transport.send(WSMsgType.TEXT, HEARTBEAT_FRAME)
+        asyncio.get_running_loop().call_later(HEARTBEAT, self.beat)
 
     def send(self, payload: bytes) -> None:
         assert self.transport is not None
@@ -126,6 +141,7 @@ async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, ind
                 join = {"topic": topic["topic"], "event": "join", "payload": {}, "ref": "join"}
                 conn.transport.send(WSMsgType.TEXT, json.dumps(join).encode())
                 await asyncio.wait_for(conn.joined, 10)
+                asyncio.get_running_loop().call_later(HEARTBEAT, conn.beat)
             return conn
         except Exception:
             if attempt == 2:
