@@ -405,6 +405,8 @@ async def test_events_without_ref_get_no_reply_but_errors_are_reported() -> None
     ("raw", "reason"),
     [
         ("not json", "not JSON"),
+        ("[" * 100_000, "nested too deeply"),  # under the size limit, deeper than the decoder follows
+        (' {"topic": "room:1", "event": "x"} x', "not JSON"),
         ("[1, 2]", "a frame is a JSON object"),
         ('{"event": "join"}', "missing or empty 'topic'"),
         ('{"topic": "room:1"}', "missing or empty 'event'"),

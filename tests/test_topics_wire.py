@@ -81,6 +81,7 @@ def test_unencodable_values_raise_type_or_value_errors() -> None:
         '{"topic":"t","event":"e"}',
         '{"topic":"t","event":"e","payload":[1],"ref":3}',
         '{"topic":"t","event":"e","ref":null}',
+        ' \n{"topic":"t","event":"e"}\t ',
         '{"topic":"' + "t" * 255 + '","event":"e","ref":"' + "r" * 255 + '"}',
     ],
 )
@@ -96,6 +97,8 @@ def test_valid_frames_parse(text: str) -> None:
     ("text", "reason"),
     [
         ("[1]", "a frame is a JSON object, got list"),
+        ("[" * 100_000, "JSON nested too deeply"),
+        ('{"topic":"t","event":"e"} x', "not JSON"),
         ('{"topic":"t","event":"e","ref":true}', "'ref' must be a string"),
         ('{"topic":"t","event":"e","ref":1.5}', "'ref' must be a string"),
         ('{"topic":"t","event":"e","ref":"' + "r" * 256 + '"}', "'ref' must be a string"),

@@ -34,6 +34,7 @@ import datetime
 import decimal
 import enum
 import json
+import json.decoder
 import json.encoder
 import uuid
 from collections.abc import Callable
@@ -101,14 +102,31 @@ def _ref(data: dict[str, Any]) -> Ref | None:
     return None
 
 
+_scan: Callable[[str, int], tuple[Any, int]] = getattr(json.decoder.JSONDecoder(), "scan_once")  # noqa: B009  (untyped)
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, straight to the scanner for a frame without surrounding whitespace
+    (``json.loads`` checks and strips that in Python first); anything else goes to ``json.loads``."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
 def parse(text: str | None) -> Frame:
     """A ``Frame`` from a text frame's content, or ``FrameError`` saying what is wrong."""
     if text is None:
         raise FrameError("binary frames are not part of ravyn.topics.v1; send JSON text frames")
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except ValueError:
         raise FrameError("not JSON: send one JSON object per text frame") from None
+    except RecursionError:  # "[[[[...": deeper than Python's decoder can follow
+        raise FrameError("JSON nested too deeply: send one JSON object per text frame") from None
     if type(data) is dict:
         # The usual frame, checked in one expression (json.loads makes exact str and int objects).
         topic, event, ref = data.get("topic"), data.get("event"), data.get("ref")
