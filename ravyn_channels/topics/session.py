@@ -177,8 +177,10 @@ class Session:
                 )
                 await self.ws.close(status.WS_1013_TRY_AGAIN_LATER, "too many unanswered frames")
                 return False
-            elif member.waiter is not None and member.inflight is None and member.state == "joined" and EAGER:
-                self.start(member, frame)  # the worker is idle: nothing to keep in order with
+            elif EAGER and member.waiter is not None and member.inflight is None and not member.frames:
+                # The joined topic's worker waits for a frame, nothing queued or running: nothing to keep
+                # in order with (a worker woken but not yet run still holds its waiter: frames then wait).
+                self.start(member, frame)
             else:
                 self.enqueue(member, frame)
         return True
