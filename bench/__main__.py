@@ -2,8 +2,7 @@
 
 Servers (daphne, uvicorn) run on 127.0.0.1 in their own processes, pinned to
 one core; the picows load generator runs in another process on another core.
-The raw figures go to ``bench/raw/results.json`` (not committed), or beside results.md with ``--out``.
-``--only echo,fanout --variants ravyn,topics`` runs a subset (for trying; the full run is the default).
+The raw figures go to ``bench/raw/results.json`` (not committed).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 from .report import goal_rows, machine, markdown, plot, plot_scale
-from .run import FULL, QUICK, Runner
+from .run import FULL, QUICK, Runner, fanout_summary
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,14 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only-scale", action="store_true", help="skip the regular workloads (for trying)")
     parser.add_argument(
-        "--only", default=None,
-        help="comma-separated subset of memory,echo,handshake,fanout,churn (default: all; the report shows what ran)",
+        "--only", choices=("fanout",), default=None,
+        help="run one workload only (for trying; writes a short summary, not the full report)",
     )  # fmt: skip
+    parser.add_argument("--sizes", default=None, help="comma-separated fan-out room sizes (default: 100,1000)")
     parser.add_argument(
-        "--variants", default=None,
-        help="comma-separated subset of ref,raw,listloop,ravyn,topics,presence (default: all)",
-    )  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of interleaved slices (echo and fan-out)")
+        "--variants", default=None, help="comma-separated subset of the fan-out variants (with --only fanout)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per workload")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -53,17 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         plan.servers = tuple(s for s in args.servers.split(",") if s)
     if args.redis:
         plan.redis_layers = () if args.redis == "none" else tuple(s for s in args.redis.split(",") if s)
-    if args.only:
-        plan.only = tuple(s for s in args.only.split(",") if s)
-    if args.variants:
-        plan.variants = tuple(s for s in args.variants.split(",") if s)
-    if args.rounds:
-        plan.echo = dict(plan.echo, rounds=args.rounds)
-        plan.fanout = dict(plan.fanout, rounds=args.rounds)
     if args.scale or args.only_scale:
         plan.scale = args.scale_fraction
     if args.only_scale:
         plan.servers, plan.redis_layers = (), ()
+    if args.sizes:
+        plan.sizes = tuple(int(n) for n in args.sizes.split(",") if n)
+    if args.rounds:
+        plan.fanout = {**plan.fanout, "rounds": args.rounds}
+    if args.only:
+        plan.only = args.only
+        plan.redis_layers = ()
+        if args.variants:
+            plan.fanout_variants = tuple(v for v in args.variants.split(",") if v)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -77,12 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     meta["seconds"] = round(time.monotonic() - started)
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if plan.only:
+        text = fanout_summary(results, meta)
+        (args.out / "fanout.md").write_text(text)
+        (args.out / "fanout.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(text)
+        return 0
     text = markdown(results, meta, plan)
     (args.out / "results.md").write_text(text)
     plot(results, meta, args.out / "results.png")
     if "scale" in results:
         plot_scale(results["scale"], meta, args.out / "scale.png")
-    raw = HERE / "raw" if args.out == HERE else args.out
+    raw = HERE / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "results.json").write_text(json.dumps({"meta": meta, "plan": plan.name, "results": results}, indent=1))
     print(text)

@@ -81,6 +81,7 @@ def test_unencodable_values_raise_type_or_value_errors() -> None:
         '{"topic":"t","event":"e"}',
         '{"topic":"t","event":"e","payload":[1],"ref":3}',
         '{"topic":"t","event":"e","ref":null}',
+        '{"topic":"t","event":"join","ref":"j","position":"3:7"}',
         ' \n{"topic":"t","event":"e"}\t ',
         '{"topic":"' + "t" * 255 + '","event":"e","ref":"' + "r" * 255 + '"}',
     ],
@@ -88,8 +89,8 @@ def test_unencodable_values_raise_type_or_value_errors() -> None:
 def test_valid_frames_parse(text: str) -> None:
     data = json.loads(text)
     frame = protocol.parse(text)
-    assert (frame.topic, frame.event, frame.payload, frame.ref) == (
-        data["topic"], data["event"], data.get("payload", {}), data.get("ref"),
+    assert (frame.topic, frame.event, frame.payload, frame.ref, frame.position) == (
+        data["topic"], data["event"], data.get("payload", {}), data.get("ref"), data.get("position"),
     )  # fmt: skip
 
 

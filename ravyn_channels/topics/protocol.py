@@ -19,7 +19,15 @@ event        direction   meaning
 ``error``    ← server    a frame that could not be answered with a reply (no ``ref``, not
                          JSON): ``{"reason": ...}``
 ``presence`` ← server    ``presence_state`` / ``presence_diff`` of a topic with ``presence=True``
+``resync``   ← server    a topic with history could not continue from the client's position:
+                         ``{"reason": "malformed" | "epoch" | "future" | "expired"}``
 ============ =========== ================================================================
+
+Topics with history (``live.topic(..., history=HistoryConfig(...))``) add one
+top-level key, ``"position": "<epoch>:<offset>"``, to every push kept in the
+history, to every ``resync`` and to the ``ok`` reply of a join; a client sends
+its last one back as the ``"position"`` of a ``join`` frame to receive what it
+missed. Frames of topics without history never carry it.
 
 Close codes of a topic socket (besides the library's usual ones, 1009 for an
 oversized frame and 1011 for a crash of the socket itself): ``4408`` when no
@@ -52,6 +60,7 @@ __all__ = [
     "ReplyError",
     "encode",
     "error_frame",
+    "history_frame",
     "member_id",
     "message_frame",
     "message_text",
@@ -66,7 +75,7 @@ PROTOCOL = "ravyn.topics.v1"
 #: The topic of socket-level frames (heartbeats).
 SOCKET_TOPIC = "ravyn"
 #: Events with a meaning of their own: no handler may be declared for them.
-RESERVED_EVENTS = frozenset({"join", "leave", "reply", "error", "heartbeat", "presence"})
+RESERVED_EVENTS = frozenset({"join", "leave", "reply", "error", "heartbeat", "presence", "resync"})
 #: The server closes a socket that sent nothing within the heartbeat window with this code.
 CLOSE_HEARTBEAT_TIMEOUT = 4408
 #: Longest topic or event name accepted, in characters.
@@ -77,12 +86,17 @@ Ref = str | int
 
 class Frame(NamedTuple):
     """One client frame, checked: ``topic``, ``event``, ``payload`` and ``ref`` (immutable; a named
-    tuple, made for every frame at a third of a frozen dataclass's cost)."""
+    tuple, made for every frame at a third of a frozen dataclass's cost).
+
+    ``position`` is the raw ``"position"`` of a ``join`` (``None`` when absent):
+    the topic's history checks it (a malformed one gets a ``resync``).
+    """
 
     topic: str
     event: str
     payload: Any
     ref: Ref | None
+    position: Any = None
 
 
 class FrameError(ValueError):
@@ -137,7 +151,7 @@ def parse(text: str | None) -> Frame:
             and 0 < len(event) <= MAX_NAME
             and (ref is None or type(ref) is int or (type(ref) is str and len(ref) <= MAX_NAME))
         ):
-            return Frame(topic, event, data.get("payload", {}), ref)
+            return Frame(topic, event, data.get("payload", {}), ref, data.get("position"))
     return _refuse(data)
 
 
@@ -155,7 +169,7 @@ def _refuse(data: Any) -> Frame:
         if len(value) > MAX_NAME:
             raise FrameError(f"{field!r} is longer than {MAX_NAME} characters", ref)
     assert isinstance(topic, str) and isinstance(event, str)
-    return Frame(topic, event, data.get("payload", {}), ref)
+    return Frame(topic, event, data.get("payload", {}), ref, data.get("position"))
 
 
 def _default(value: Any) -> Any:
@@ -243,6 +257,25 @@ def reply_text(topic: str, ref: Ref | None, status: str, response: Any) -> str:
         f'{{"topic":{_quote(topic)},"event":"reply","ref":{_ref_text(ref)},'
         f'"payload":{{"status":{_quote(status)},"response":{_value(response)}}}}}'
     )
+
+
+def history_frame(envelope: Any) -> str:
+    """The text of a history ``Envelope`` of a topic: the push with its ``position``, or a ``resync``.
+
+    A topic's broadcasts are stored as the push's JSON text, so a message is that
+    text with ``"position"`` added; anything else broadcast to the topic's room
+    directly through its manager keeps the manager's JSON envelope.
+    """
+    position = str(envelope.position)
+    if envelope.type == "resync":
+        frame = message_frame(envelope.room, "resync", {"reason": envelope.reason})
+        return encode({**frame, "position": position})
+    data = envelope.data
+    if envelope.kind == "text" and isinstance(data, str) and data.startswith('{"topic":') and data.endswith("}"):
+        return f'{data[:-1]},"position":"{position}"}}'
+    from ..history import json_envelope
+
+    return json_envelope(envelope)
 
 
 def public_presence(change: dict[str, Any], me: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import status
 from ..conf import get_settings
+from ..history import HistoryUnavailable
 from ..limits import TooManyRooms
 from ..permissions import check_permissions
 from ..resolver import Cleanup, run_cleanups
@@ -281,15 +282,26 @@ class Session:
         meta = None
         if isinstance(response, Joined):
             response, meta = response.response, response.meta
+        # A topic with history replays what the client missed after ``position`` (or sends a
+        # resync) before the join reply, which then carries where the socket stands.
+        since: Any = frame.position if topic.history is not None and frame.position is not None else None
         try:
-            await topic.manager.connect(ws, group=member.name, meta=meta if topic.presence else None)
-        except TooManyRooms as exc:  # MAX_ROOMS_PER_CONNECTION of this topic's manager
+            replay = await topic.manager.connect(
+                ws, group=member.name, meta=meta if topic.presence else None, since=since
+            )
+        except (TooManyRooms, HistoryUnavailable) as exc:  # MAX_ROOMS_PER_CONNECTION, or Redis unreachable
+            why = exc.reason if isinstance(exc, TooManyRooms) else "history unavailable: join again later"
+            if isinstance(exc, HistoryUnavailable):
+                await topic.manager.disconnect(ws, group=member.name)
             await self._drop_cleanups(member)
-            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), exc.reason)
-            await self.reply(frame, "error", {"reason": exc.reason})
+            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), why)
+            await self.reply(frame, "error", {"reason": why})
             return False
         member.state = "joined" if member.state == "joining" else member.state
-        await self.reply(frame, "ok", {} if response is None else response)
+        reply = protocol.reply_frame(frame.topic, frame.ref, "ok", {} if response is None else response)
+        if replay is not None:
+            reply["position"] = str(replay.position)
+        await self.send(reply)
         if topic.presence:
             await topic.manager.connect(ws, group=member.name, presence=self._presence(member))
         return True
