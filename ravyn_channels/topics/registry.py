@@ -37,6 +37,8 @@ __all__ = ["Topic", "TopicSocket"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 _RESERVED_PARAMS = frozenset({"event", "payload", "exclude", "history"})
+#: Topic names a ``Topic`` keeps per parameter values (broadcasts to the same topics skip formatting).
+_NAMES_CACHED = 1024
 
 
 class Topic:
@@ -79,6 +81,7 @@ class Topic:
         self.manager = ConnectionManager(
             f"ravyn.topics:{socket.path}#{pattern}", presence=presence, history=self.history
         )
+        self._names: dict[tuple[Any, ...], str] = {}  # name() of positional parameters
 
     # -- declaring --------------------------------------------------------------------------
 
@@ -118,8 +121,20 @@ class Topic:
 
     def name(self, *args: Any, **params: Any) -> str:
         """The topic name for these parameters: ``room.name(42) == "room:42"``."""
-        values = self._values(args, params)
-        return self._format(values)
+        if params or len(args) != len(self.params):
+            return self._format(self._values(args, params))
+        key = (*args, *map(type, args))  # 1 and True are equal keys: their names are not
+        try:
+            return self._names[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: not cached
+            return self._format(self._values(args, params))
+        text = self._format(self._values(args, params))
+        if len(self._names) >= _NAMES_CACHED:
+            self._names.clear()
+        self._names[key] = text
+        return text
 
     def _values(self, args: Sequence[Any], params: Mapping[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.params):
@@ -211,7 +226,7 @@ class Topic:
 
 
 def _text(topic: str, event: str, payload: Any) -> str:
-    return protocol.encode(protocol.message_frame(topic, event, payload))
+    return protocol.message_text(topic, event, payload)
 
 
 class TopicSocket:
