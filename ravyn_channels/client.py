@@ -230,17 +230,28 @@ class Socket:
         return code
 
     async def _rejoin(self) -> None:
-        for channel in list(self.channels.values()):
-            if channel.state in ("joined", "errored") and channel.joins:
+        pending = [c for c in self.channels.values() if c.state in ("joined", "errored") and c.joins]
+        attempt = 0
+        while pending:
+            later = []
+            for channel in pending:
                 try:
                     await channel._join(None)
                     channel.state = "joined"
                     channel.joins += 1
                 except ReplyError as exc:
                     channel.state = "errored"
-                    logger.warning("Rejoin of %r refused: %s", channel.topic, exc.reason)
+                    if exc.retry:  # e.g. the history store is unreachable for a moment: try again
+                        later.append(channel)
+                        logger.info("Rejoin of %r failed (%s); retrying", channel.topic, exc.reason)
+                    else:
+                        logger.warning("Rejoin of %r refused: %s", channel.topic, exc.reason)
                 except (ConnectionError, TimeoutError):
                     return  # the connection dropped again; the next one rejoins
+            pending = later
+            if pending:
+                attempt += 1
+                await asyncio.sleep(self.backoff(attempt))
 
     async def _beat(self, ws: Any) -> None:
         while True:

@@ -309,4 +309,6 @@ class ReplyError(Exception):
         self.event = event
         self.response = response
         self.reason = str(response.get("reason", "")) if isinstance(response, dict) else str(response)
+        #: The server asks to try again later (``"retry": true``: a join while the history store is unreachable).
+        self.retry = isinstance(response, dict) and response.get("retry") is True
         super().__init__(f"{event} on {topic!r} refused: {self.reason}")

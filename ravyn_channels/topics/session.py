@@ -295,7 +295,9 @@ class Session:
                 await topic.manager.disconnect(ws, group=member.name)
             await self._drop_cleanups(member)
             logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), why)
-            await self.reply(frame, "error", {"reason": why})
+            # A store that cannot be read now may be back in a moment: the clients retry that join.
+            retry = isinstance(exc, HistoryUnavailable)
+            await self.reply(frame, "error", {"reason": why, "retry": True} if retry else {"reason": why})
             return False
         member.state = "joined" if member.state == "joining" else member.state
         reply = protocol.reply_frame(frame.topic, frame.ref, "ok", {} if response is None else response)

@@ -83,6 +83,13 @@ class Reader:
                 break
 
 
+async def until(condition: Any, timeout: float) -> None:
+    """Return once ``condition()`` holds (a reply read, a log line written), or after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110  (client state, no event to wait on)
+        await asyncio.sleep(0.02)
+
+
 def first_difference(got: list[int], expected: list[int]) -> str:
     index = next(
         (i for i, (x, y) in enumerate(zip(got, expected, strict=False)) if x != y), min(len(got), len(expected))
@@ -125,9 +132,7 @@ async def test_clients_of_a_sigkilled_process_rejoin_the_survivor_with_every_pus
             assert offsets == sorted(set(offsets)), i
         for reader in on_a:
             # The replay comes before the rejoin's reply: every number may be in before the reply is.
-            deadline = time.monotonic() + 10
-            while reader.channel.joins < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            await until(lambda r=reader: r.channel.joins >= 2, 10)
             assert reader.socket.connections == 2 and reader.channel.joins == 2
             assert reader.replayed > 0  # missed while away, received from the history on rejoin
         assert "Traceback" not in b.log()
@@ -269,3 +274,38 @@ async def test_bad_positions_in_join_frames_get_a_resync_and_never_a_traceback(
         frames = await raw_join(ws, "plain:x", 100, "garbage")
         assert frames == [frames[-1]] and "position" not in frames[-1] and frames[-1]["payload"]["status"] == "ok"
     assert "Traceback" not in a.log() and "ERROR" not in a.log()
+
+
+async def test_a_rejoin_while_the_history_store_is_down_is_retried_until_it_is_back(
+    redis_ready: None, tmp_path: Path, start_server: StartServer
+) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis_proc = start_redis(port, tmp_path)
+    topic = "room:retry"
+    reader: Reader | None = None
+    try:
+        a, _, _ = topics_cluster(tmp_path, start_server, url)
+        reader = Reader(f"{a.ws}/live", topic, backoff=0.2)
+        await reader.start()
+        await reader.channel.push("say", {"n": 1})
+        await reader.wait_for(1, 10)
+        redis_proc.send_signal(signal.SIGKILL)
+        redis_proc.wait(5)
+        # The connection drops (as a network change would): the rejoin finds the store down.
+        assert reader.socket._ws is not None
+        await reader.socket._ws.close(4000, "test: drop")
+        await until(lambda: "history unavailable" in a.log(), 20)
+        assert "history unavailable" in a.log(), a.log()[-2000:]
+        redis_proc = start_redis(port, tmp_path)  # back, empty
+        await until(lambda: reader.channel.state == "joined" and reader.channel.joins == 2, 30)
+        assert (reader.channel.state, reader.channel.joins) == ("joined", 2), reader.events[-5:]
+        assert [payload for payload, _ in reader.resyncs] == [{"reason": "epoch"}]  # the history was lost
+        await reader.channel.push("say", {"n": 2})
+        await reader.wait_for(2, 10)
+        assert reader.numbers == [1, 2]
+    finally:
+        if reader is not None:
+            await reader.socket.close()
+        redis_proc.kill()
+        redis_proc.wait(5)

@@ -11,8 +11,10 @@ export declare class ReplyError extends Error {
   readonly event: string;
   /** `response.reason` as a string. */
   readonly reason: string;
-  /** The reply's whole `response`: `{reason, errors?, details?}`. */
+  /** The reply's whole `response`: `{reason, errors?, details?, retry?}`. */
   readonly response: unknown;
+  /** The server asks to try again later (`response.retry === true`: the history store was unreachable); a rejoin does so by itself. */
+  readonly retry: boolean;
 }
 
 export declare class TimeoutError extends Error {}

@@ -27,6 +27,8 @@ export class ReplyError extends Error {
     this.event = event;
     this.reason = reason;
     this.response = response;
+    /** The server asks to try again later (a join while the history store is unreachable). */
+    this.retry = Boolean(response && typeof response === "object" && response.retry === true);
   }
 }
 
@@ -128,6 +130,7 @@ export class Socket {
 
   _clearTimers() {
     clearTimeout(this._retryTimer); this._retryTimer = null;
+    for (const channel of this.channels.values()) { clearTimeout(channel._retryTimer); channel._retryTimer = null; }
     clearInterval(this._beatTimer); this._beatTimer = null;
     this._beatRef = null;
   }
@@ -319,12 +322,23 @@ export class Channel {
         if (typeof position !== "string") this.position = null;  // no history (now): nothing to resume
         else if (!this._pushed || later(position, this.position)) this.position = position;
         this.joins += 1;
+        this._retries = 0;
         this.reply = response;
         this._setState("joined");
         this._settle("resolve", response);
       },
       (error) => {
-        if (error instanceof ReplyError) {
+        if (error instanceof ReplyError && error.retry && this.joins > 0 && this._wanted) {
+          // A rejoin the server could not serve now (history store unreachable): again after a backoff.
+          const connection = socket.connections;
+          this._retries = (this._retries ?? 0) + 1;
+          this._joinedOn = 0;
+          this._setState("joining");
+          this._retryTimer = setTimeout(() => {
+            this._retryTimer = null;
+            if (socket.state === "open" && socket.connections === connection) this._rejoin();
+          }, socket.backoff(this._retries));
+        } else if (error instanceof ReplyError) {
           this._wanted = false;
           this._setState("errored");
           this._settle("reject", error);
@@ -351,6 +365,7 @@ export class Channel {
   /** Leave the topic and stop rejoining it. */
   async leave({ timeout } = {}) {
     this._wanted = false;
+    clearTimeout(this._retryTimer); this._retryTimer = null;
     this._joinedOn = 0;
     this.position = null;
     this._setState("leaving");
