@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .client_channel import Channel
@@ -37,6 +38,8 @@ logger = logging.getLogger("ravyn_channels.client")
 
 #: Close codes after which the client does not reconnect (policy violation: refused by the server).
 NO_RETRY_CODES = frozenset({1008})
+#: The close of a connection whose token expired (``ravyn_channels.auth``): renewed when ``token`` is a function.
+TOKEN_CLOSE_CODE, EXPIRED_REASON = 1008, "token expired"
 
 
 class HandshakeRefused(ConnectionError):
@@ -56,7 +59,10 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 class Socket:
     """One connection to a topic socket, kept open until ``close()``.
 
-    ``token`` is sent as the ``["bearer", token]`` subprotocol pair;
+    ``token`` is sent as the ``["bearer", token]`` subprotocol pair: a string,
+    or a function (sync or async) called before every connection for a fresh
+    one — then a close for an expired token (1008 ``"token expired"``)
+    reconnects with a new token instead of stopping;
     ``timeout`` bounds each reply; ``heartbeat`` is the seconds between
     heartbeats (a heartbeat unanswered by the next one drops the connection,
     which then reconnects); ``reconnect=False`` gives up at the first close.
@@ -66,7 +72,7 @@ class Socket:
         self,
         url: str,
         *,
-        token: str | None = None,
+        token: str | Callable[[], str | Awaitable[str]] | None = None,
         headers: dict[str, str] | None = None,
         origin: str | None = None,
         timeout: float = 10.0,
@@ -147,8 +153,11 @@ class Socket:
                 "ravyn_channels.client needs the websockets package: pip install 'ravyn-channels[client]'"
             ) from exc
         protocols: list[Any] = [PROTOCOL]
-        if self.token:
-            protocols += ["bearer", self.token]
+        token = self.token() if callable(self.token) else self.token
+        if inspect.isawaitable(token):
+            token = await token
+        if token:
+            protocols += ["bearer", token]
         try:
             ws = await connect(
                 self.url,
@@ -191,7 +200,8 @@ class Socket:
             self._open.clear()
             self._ws = None
             self._fail_replies(ConnectionError(f"connection closed ({code}) before the reply"))
-            if self._closing or not self.reconnect or code in NO_RETRY_CODES:
+            renew = callable(self.token) and code == TOKEN_CLOSE_CODE and ws.close_reason == EXPIRED_REASON
+            if self._closing or not self.reconnect or (code in NO_RETRY_CODES and not renew):
                 self._stop(ConnectionError(f"closed by the server with {code}") if not self._closing else None, first)
                 return
             attempt += 1

@@ -173,3 +173,38 @@ async def test_opting_out_keeps_token_sockets_open(servers: Pair) -> None:
     await asyncio.sleep(max(0.0, wait))  # past the expiry: time itself is what this test waits for
     assert await echoes(ws, "ada")
     await ws.close()
+
+
+async def test_the_topics_client_renews_an_expired_token_and_rejoins(servers: Pair) -> None:
+    from ravyn_channels.client import Socket
+
+    (server,) = servers(1, TOKEN_MAX_AGE=MAX_AGE)
+    ada = Browser(server)
+    await asyncio.to_thread(ada.post, "/login/", username="ada", password="pw")
+    fetched: list[str] = []
+
+    async def fresh_token() -> str:  # what a page does: ask a view of its session for a new token
+        fetched.append(await asyncio.to_thread(ada.get, "/token/"))
+        return fetched[-1]
+
+    renewing = Socket(f"{server.ws}/live", token=fresh_token, backoff=lambda attempt: 0.1)
+    static = Socket(f"{server.ws}/live", token=await fresh_token(), backoff=lambda attempt: 0.1)
+    try:
+        for socket in (renewing, static):
+            await socket.connect()
+            await socket.channel("echo").join()
+            assert await socket.channel("echo").push("say", "hi") == "ada: hi"
+        # Both are closed 1008 "token expired" after MAX_AGE: the static one stops, the other
+        # reconnects with a new token and rejoins its topic.
+        await asyncio.wait_for(static._stopped.wait(), MAX_AGE + 5)
+        assert isinstance(static.error, ConnectionError) and static.connections == 1
+        channel = renewing.channel("echo")
+        deadline = time.monotonic() + MAX_AGE + 5
+        while (renewing.connections < 2 or channel.joins < 2) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert (renewing.connections, channel.joins, channel.state) == (2, 2, "joined")
+        assert len(fetched) == 3 and fetched[1] != fetched[2]  # one per connection of the renewing socket
+        assert await channel.push("say", "again") == "ada: again"
+    finally:
+        await renewing.close()
+        await static.close()

@@ -280,3 +280,40 @@ def test_a_rejoin_the_server_asks_to_retry_is_retried(browser: Any, tmp_path: Pa
         }"""
     )
     assert result == ["joined", 2, [1, 2, 2, 2], 2]
+
+
+def test_a_token_function_renews_an_expired_token(browser: Any, tmp_path: Path, start_server: StartServer) -> None:  # noqa: F811
+    server = serve(tmp_path, start_server)
+    page = open_page(browser, server)
+    result = page.evaluate(
+        """async () => {
+            // A fake server: every connection is closed 1008 with the reason of its URL, after 50 ms.
+            const offered = [];
+            class Fake extends EventTarget {
+                constructor(url, protocols) {
+                    super(); this.protocol = t.PROTOCOL; offered.push(protocols[2] ?? null);
+                    const reason = url.endsWith("revoked") ? "token revoked" : "token expired";
+                    setTimeout(() => this.onopen && this.onopen(), 10);
+                    setTimeout(() => this.onclose && this.onclose({code: 1008, reason}), 50);
+                }
+                send() {} close() {}
+            }
+            let n = 0;
+            const options = {WebSocket: Fake, backoff: () => 20};
+            const renewing = new t.Socket("/expired", {...options, token: async () => `fresh-${++n}`}).connect();
+            const fixed = new t.Socket("/expired", {...options, token: "static"}).connect();
+            const revoked = new t.Socket("/revoked", {...options, token: () => "revoked"}).connect();
+            await new Promise((r) => setTimeout(r, 400));
+            renewing.disconnect();
+            return {renewing: renewing.connections >= 3, fixed: [fixed.state, fixed.connections],
+                    revoked: [revoked.state, revoked.connections],
+                    offered: offered.filter((t) => t.startsWith("fresh")).slice(0, 3)};
+        }"""
+    )
+    # A function renews an expired token; a fixed token, or a revoked one, stops (no loop).
+    assert result == {
+        "renewing": True,
+        "fixed": ["refused", 1],
+        "revoked": ["refused", 1],
+        "offered": ["fresh-1", "fresh-2", "fresh-3"],
+    }

@@ -23,8 +23,12 @@ export declare class TimeoutError extends Error {}
 export declare function backoffDelay(attempt: number, base?: number, cap?: number): number;
 
 export interface SocketOptions {
-  /** Sent as the `["bearer", token]` subprotocol pair. */
-  token?: string | null;
+  /**
+   * Sent as the `["bearer", token]` subprotocol pair. A function is called before every connection
+   * (e.g. to fetch a fresh token from a view); then a close for an expired token (1008
+   * `"token expired"`) reconnects with a new token instead of stopping.
+   */
+  token?: string | null | (() => string | null | Promise<string | null>);
   /** Milliseconds to wait for each reply (default 10000). */
   timeout?: number;
   /** Milliseconds between heartbeats (default 30000). */

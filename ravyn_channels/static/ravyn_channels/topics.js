@@ -17,6 +17,8 @@
 export const PROTOCOL = "ravyn.topics.v1";
 const SOCKET_TOPIC = "ravyn";
 const NO_RETRY_CODES = new Set([1008]);
+// The close of a connection whose token expired: renewed when `token` is a function.
+const EXPIRED_REASON = "token expired";
 
 export class ReplyError extends Error {
   constructor(topic, event, response) {
@@ -69,7 +71,9 @@ class Listeners {
 export class Socket {
   /**
    * @param {string} url  ws(s):// URL or a path ("/live") on the page's host
-   * @param {object} [options] token, timeout (ms, per reply), heartbeat (ms), backoff(attempt) -> ms
+   * @param {object} [options] token (a string, or a function returning one or a promise of one, called
+   *   before every connection: then a close for an expired token reconnects with a fresh token),
+   *   timeout (ms, per reply), heartbeat (ms), backoff(attempt) -> ms
    */
   constructor(url, options = {}) {
     this.url = wsUrl(url);
@@ -138,7 +142,14 @@ export class Socket {
   _open() {
     this._setState("connecting");
     this.attempts += 1;
-    const protocols = this.token ? [PROTOCOL, "bearer", this.token] : [PROTOCOL];
+    if (typeof this.token !== "function") { this._openWith(this.token); return; }
+    Promise.resolve().then(() => this.token()).then(
+      (token) => { if (this.state === "connecting") this._openWith(token); },
+      (error) => { console.warn("ravyn topics: token function failed:", error); if (this.state === "connecting") this._retry(); });
+  }
+
+  _openWith(token) {
+    const protocols = token ? [PROTOCOL, "bearer", token] : [PROTOCOL];
     const ws = new this.WebSocket(this.url, protocols);
     this.ws = ws;
     let opened = false;
@@ -164,7 +175,8 @@ export class Socket {
       for (const channel of this.channels.values()) channel._connectionLost();
       this._listeners.emit("close", event.code, event.reason);
       if (this.state === "closed") return;
-      if (opened && NO_RETRY_CODES.has(event.code)) { this._refused(`closed by the server with ${event.code}`); return; }
+      const renew = typeof this.token === "function" && event.reason === EXPIRED_REASON;
+      if (opened && NO_RETRY_CODES.has(event.code) && !renew) { this._refused(`closed by the server with ${event.code}`); return; }
       if (!opened) { this._probe(); return; }
       this._retry();
     };

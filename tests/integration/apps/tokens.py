@@ -7,6 +7,8 @@ answers a token; ``/token/`` answers a new token for the session's user; ``/logo
 Websocket ``/feed``: a token in ``["bearer", token]``; echoes text until the client
 leaves, then prints how the handler ended (the test reads the server log).
 Websocket ``/me``: the session's user (cookie), no token; echoes text the same way.
+Topic socket ``/live``: a token (``authenticate=token_user``); topic ``echo``, event ``say``
+replies ``"<username>: <text>"``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ravyn_channels import Inject, WebSocket, WebSocketDisconnect, websocket
 from ravyn_channels.asgi import get_asgi_application
 from ravyn_channels.auth import issue_token, revoke_tokens, token_subprotocol, token_user
 from ravyn_channels.permissions import IsAuthenticated
+from ravyn_channels.topics import TopicSocket
 
 
 @websocket("/feed", permissions=[IsAuthenticated])
@@ -39,6 +42,15 @@ async def me(websocket: WebSocket) -> None:
     async for text in websocket.iter_text():
         await websocket.send_text(f"{websocket.user.username or 'anonymous'}: {text}")
     print(f"me of {websocket.user.username} ended: {websocket.close_code}", flush=True)
+
+
+live = TopicSocket("/live", authenticate=token_user, permissions=[IsAuthenticated])
+echo = live.topic("echo")
+
+
+@echo.on("say")
+async def say(websocket: WebSocket, payload: str) -> str:
+    return f"{websocket.user.username}: {payload}"
 
 
 @csrf_exempt
