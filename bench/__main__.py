@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from .report import goal_rows, machine, markdown, plot, plot_scale
+from .report import goal_rows, machine, markdown, plot
 from .run import FULL, QUICK, Runner
+from .scale_report import plot_scale
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,9 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short slices, one round: under two minutes")
     parser.add_argument("--out", type=Path, default=HERE, help="where results.md and results.png go")
-    parser.add_argument(
-        "--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)"
-    )
+    parser.add_argument("--servers", default=None, help="comma-separated subset of daphne,uvicorn (default: both)")
     parser.add_argument(
         "--redis", default=None, help="comma-separated subset of redis,pubsub, or 'none' (default: both)"
     )

@@ -641,7 +641,15 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
 
         warmed = await asyncio.gather(*(warm(room) for room in rooms))
         if not all(warmed):
-            return {"error": f"{warmed.count(False)} rooms not warmed within {spec['limit']} s"}
+            cold = [room for room, ok in zip(rooms, warmed, strict=True) if not ok]
+            missing = sum(room.n - room.seen for room in cold)
+            closed = sum(1 for room in cold for c in room.conns if c.transport is None or c.transport.is_disconnected)
+            return {
+                "error": f"{len(cold)} rooms not warmed within {spec['limit']} s",
+                "rooms_not_warmed": len(cold),
+                "members_missing": missing,
+                "connections_closed": closed,
+            }
         await asyncio.gather(*(room.quiet(limit=spec["limit"]) for room in rooms))
         lat: list[float] = []
         lost = [0]
@@ -671,43 +679,88 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
             await close_many(room.conns, timeout=30)
 
 
+def listen_counters() -> dict[str, int]:
+    """The kernel's listen-queue counters (``/proc/net/netstat``): SYNs dropped because a listening
+    socket's accept queue was full. Machine-wide (every process of this network namespace)."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], (int(v) for v in values.split()[1:]), strict=False))
+            return {k: table[k] for k in ("ListenOverflows", "ListenDrops") if k in table}
+    return {}
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short name for why a connection attempt failed (``ConnectionRefusedError``: nothing listens)."""
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError"
+    return type(exc).__name__
+
+
+async def listening_after(pid: int, port: int, t0: float, limit: float) -> float | None:
+    """Seconds from ``t0`` until process ``pid`` listens on ``port`` (``None``: not within ``limit``)."""
+    while now() - t0 < limit:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            conns = []
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            return now() - t0
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     """``clients`` in rooms of ``members`` on one server; the server is restarted (SIGTERM, then the
-    same command again); every client reconnects at once (retrying refused attempts every 0.2 s);
-    time until every room has everyone back (a broadcast in each room reaches all its members)."""
+    same command again); every client reconnects at once (retrying a failed attempt after 0.2 s);
+    time until every room has everyone back (a broadcast in each room reaches all its members).
+
+    Failed attempts are counted by kind (``ConnectionRefusedError``: the new process does not
+    listen yet); the time the new process took to listen, the successful attempts' connect
+    times and the kernel's listen-queue overflows say where the rest of the time went."""
     import os
     import signal
     import subprocess
 
     url = spec["url"]
+    port = urlsplit(url).port or 80
     n, size = spec["clients"], spec["members"]
     rooms = [Room(size) for _ in range(n // size)]
     attempts = {"refused": 0, "tries": 0}
+    failures: dict[str, int] = {}
+    connect_times: list[float] = []
 
-    async def connect_room(r: int, room: Room, gate: asyncio.Semaphore | None) -> None:
+    async def connect_room(r: int, room: Room, gate: asyncio.Semaphore) -> None:
+        async def attempt(i: int) -> Conn:
+            _, c = await ws_connect(
+                lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS, websocket_handshake_timeout=30
+            )
+            if c is None:
+                raise ConnectionError("closed during the handshake")
+            return c  # type: ignore[return-value]
+
         async def one(i: int) -> Conn:
             while True:
                 attempts["tries"] += 1
+                t = now()
                 try:
-                    if gate is None:
-                        _, c = await ws_connect(
-                            lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS,
-                            websocket_handshake_timeout=30,
-                        )  # fmt: skip
-                    else:
-                        async with gate:
-                            _, c = await ws_connect(
-                                lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS,
-                                websocket_handshake_timeout=30,
-                            )  # fmt: skip
-                    return c  # type: ignore[return-value]
-                except Exception:
+                    async with gate:
+                        c = await attempt(i)
+                    connect_times.append(now() - t)
+                    return c
+                except Exception as exc:
                     attempts["refused"] += 1
+                    kind = failure_kind(exc)
+                    failures[kind] = failures.get(kind, 0) + 1
                     await asyncio.sleep(0.2)
 
         room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))
 
-    gate = asyncio.Semaphore(spec["concurrency"])
+    gate = asyncio.Semaphore(spec["concurrency"])  # the first connections: a bounded ramp
     await asyncio.gather(*(connect_room(r, room, gate) for r, room in enumerate(rooms)))
     await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
     # Restart the server: the clients see their connections close.
@@ -728,28 +781,42 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
         for c in room.conns:
             c.seen = False
     log = open(spec["log"], "ab")  # noqa: ASYNC230  (nothing else runs yet)
+    calls0 = redis_calls(spec.get("redis"))
+    listen0 = listen_counters()
+    attempts.update(refused=0, tries=0)
+    failures.clear()
+    connect_times.clear()
+    t0 = now()
     proc = subprocess.Popen(  # noqa: ASYNC220
         spec["argv"], cwd=spec["cwd"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT
     )
-    calls0 = redis_calls(spec.get("redis"))
-    attempts.update(refused=0, tries=0)
-    t0 = now()
-    # Every client reconnects at once, as browsers' reconnect loops do.
-    await asyncio.gather(*(connect_room(r, room, None) for r, room in enumerate(rooms)))
+    listening = asyncio.ensure_future(listening_after(proc.pid, port, t0, spec["limit"]))
+    # Every client reconnects at once, as browsers' reconnect loops do (no client-side gate).
+    unbounded = asyncio.Semaphore(n)
+    await asyncio.gather(*(connect_room(r, room, unbounded) for r, room in enumerate(rooms)))
     connected = now() - t0
     warmed = await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
     back = now() - t0
     calls = calls_delta(calls0, redis_calls(spec.get("redis")))
+    listen1 = listen_counters()
+    listen_s = await listening
     for room in rooms:
         await close_many(room.conns, timeout=30)
     return {
         "clients": n,
+        "backlog": spec.get("backlog"),
+        "listening_s": listen_s,
         "connected_s": connected,
         "all_back_s": back,
         "rooms_back": sum(warmed),
         "rooms": len(rooms),
         "refused": attempts["refused"],
         "attempts": attempts["tries"],
+        "failures": failures,
+        "connect_p50_s": percentile(connect_times, 50),
+        "connect_p99_s": percentile(connect_times, 99),
+        "connect_max_s": max(connect_times, default=float("nan")),
+        "listen_overflows": {k: listen1.get(k, 0) - v for k, v in listen0.items()},
         "redis_calls": calls,
         "redis_calls_per_reconnect": sum(calls.values()) / n if calls else None,
         "new_pid": proc.pid,
