@@ -88,7 +88,21 @@ def _idle(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
             _num(r.get("broadcasts_per_s"), 2),
         ])  # fmt: skip
     head = ["variant", "KiB / connection", "RSS MiB", "opened s", "until last p50 ms", "p99 ms", "broadcasts/s"]
-    return lines + _table(head, rows)
+    return lines + _table(head, rows) + _retried(idle, ("ravyn", "ref", "listloop"))
+
+
+def _retried(section: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    """Which handshakes the client had to retry while opening the connections (none: no line)."""
+    parts = []
+    for name in names:
+        r = section.get(name)
+        retried = r.get("open_retried") if isinstance(r, dict) else None
+        if retried:
+            kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(retried.items(), key=lambda kv: -kv[1]))
+            parts.append(f"{SHORT[name]}: {kinds}")
+    if not parts:
+        return []
+    return ["", "Connection attempts retried while opening (each connection up to 8 attempts): " + "; ".join(parts)]
 
 
 def _cluster(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
@@ -101,7 +115,7 @@ def _cluster(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "",
     ]
     if _err(cluster, section):
-        return [*lines, f"Not measured: {_err(cluster, section)}"]
+        return [*lines, f"Not measured: {_err(cluster, section)}", *_retried(section, ("ravyn",))]
     assert isinstance(cluster, dict)
     calls = cluster.get("redis_calls", {})
     count = cluster.get("broadcasts_counted") or 0
@@ -121,6 +135,7 @@ def _cluster(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "process is the design. Redis commands per broadcast: "
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()))
         + ".",
+        *_retried(section, ("ravyn",)),
     ]
 
 
@@ -148,6 +163,7 @@ def _chat(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
             _num(r.get("p99_ms"), 1), _num(r.get("cpu_ms_per_message"), 2),
         ])  # fmt: skip
     lines += _table(["variant", "deliveries/s", "messages/s", "p50 ms", "p99 ms", "server CPU ms per message"], rows)
+    lines += _retried(chat, ("ravyn", "ref"))
     return [
         *lines,
         "",
