@@ -717,6 +717,10 @@ def listen_counters() -> dict[str, int]:
     return {}
 
 
+#: The storm's clients stop retrying this many times the plan's ``limit`` after the restart.
+STORM_BOUND = 2
+
+
 def failure_kind(exc: BaseException) -> str:
     """A short name for why a connection attempt failed (``ConnectionRefusedError``: nothing listens)."""
     if isinstance(exc, TimeoutError):
@@ -756,6 +760,7 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     attempts = {"refused": 0, "tries": 0}
     failures: dict[str, int] = {}
     connect_times: list[float] = []
+    deadline = [now() + STORM_BOUND * spec["limit"]]
 
     async def connect_room(r: int, room: Room, gate: asyncio.Semaphore) -> None:
         async def attempt(i: int) -> Conn:
@@ -766,13 +771,13 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
                 raise ConnectionError("closed during the handshake")
             return c  # type: ignore[return-value]
 
-        async def one(i: int) -> Conn:
-            while True:
+        async def one(i: int) -> Conn | None:
+            while now() < deadline[0]:
                 attempts["tries"] += 1
                 t = now()
                 try:
-                    async with gate:
-                        c = await attempt(i)
+                    async with gate:  # the kernel retries a dropped SYN for ~2 min: bound each attempt
+                        c = await asyncio.wait_for(attempt(i), max(0.1, min(60.0, deadline[0] - now())))
                     connect_times.append(now() - t)
                     return c
                 except Exception as exc:
@@ -780,12 +785,22 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
                     kind = failure_kind(exc)
                     failures[kind] = failures.get(kind, 0) + 1
                     await asyncio.sleep(0.2)
+            return None  # not back within the bound
 
-        room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))
+        room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))  # type: ignore[arg-type]
+
+    def complete(room: Room) -> bool:
+        return all(c is not None for c in room.conns)
+
+    async def warm_all() -> list[bool]:
+        return list(await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms if complete(room))))
 
     gate = asyncio.Semaphore(spec["concurrency"])  # the first connections: a bounded ramp
     await asyncio.gather(*(connect_room(r, room, gate) for r, room in enumerate(rooms)))
-    await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+    if not all(complete(room) for room in rooms) or not all(await warm_all()):
+        for room in rooms:
+            await close_many(room.conns, timeout=30)
+        return {"error": f"the {n:,} clients did not all connect and join before the restart"}
     # Restart the server: the clients see their connections close.
     os.kill(spec["pid"], signal.SIGTERM)
     for _ in range(400):  # until it has exited (a zombie of the orchestrator counts as gone)
@@ -810,6 +825,7 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     failures.clear()
     connect_times.clear()
     t0 = now()
+    deadline[0] = t0 + STORM_BOUND * spec["limit"]
     proc = subprocess.Popen(  # noqa: ASYNC220
         spec["argv"], cwd=spec["cwd"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT
     )
@@ -818,7 +834,8 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     unbounded = asyncio.Semaphore(n)
     await asyncio.gather(*(connect_room(r, room, unbounded) for r, room in enumerate(rooms)))
     connected = now() - t0
-    warmed = await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+    back_clients = sum(1 for room in rooms for c in room.conns if c is not None)
+    warmed = await warm_all()
     back = now() - t0
     calls = calls_delta(calls0, redis_calls(spec.get("redis")))
     listen1 = listen_counters()
@@ -827,11 +844,13 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
         await close_many(room.conns, timeout=30)
     return {
         "clients": n,
+        "clients_back": back_clients,
+        "bound_s": STORM_BOUND * spec["limit"],
         "backlog": spec.get("backlog"),
         "listening_s": listen_s,
         "connected_s": connected,
         "all_back_s": back,
-        "rooms_back": sum(warmed),
+        "rooms_back": sum(warmed),  # rooms with every member back, and a broadcast that reached them all
         "rooms": len(rooms),
         "refused": attempts["refused"],
         "attempts": attempts["tries"],

@@ -189,14 +189,15 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         if key not in scale:
             continue
         if _err(storm):
-            rows.append([key, f"not measured: {_err(storm)}"] + [""] * 8)
+            rows.append([key, f"not measured: {_err(storm)}"] + [""] * 9)
             continue
         assert isinstance(storm, dict)
         failures = storm.get("failures") or {}
         overflows = storm.get("listen_overflows") or {}
         rows.append([
             _num(storm.get("backlog")), _num(storm.get("listening_s"), 2), _num(storm.get("connected_s"), 2),
-            _num(storm.get("all_back_s"), 2), f"{storm.get('rooms_back')} / {storm.get('rooms')}",
+            _num(storm.get("all_back_s"), 2), f"{_num(storm.get('clients_back'))} / {_num(storm.get('clients'))}",
+            f"{storm.get('rooms_back')} / {storm.get('rooms')}",
             f"{_num(storm.get('refused'))} / {_num(storm.get('attempts'))}",
             ", ".join(f"{k} {v:,}" for k, v in sorted(failures.items(), key=lambda kv: -kv[1])) or "none",
             f"{_num(storm.get('connect_p50_s'), 2)} / {_num(storm.get('connect_p99_s'), 2)} / "
@@ -204,20 +205,26 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
             _num(overflows.get("ListenOverflows")), _num(storm.get("redis_calls_per_reconnect"), 2),
         ])  # fmt: skip
     lines += _table(
-        ["listen backlog", "new process listening s", "all connected s", "all back in their rooms s", "rooms back",
+        ["listen backlog", "new process listening s", "all connected s", "all back in their rooms s", "clients back",
+         "rooms back",
          "failed / attempts", "failed attempts by kind", "connect p50 / p99 / max s", "listen queue overflows",
          "Redis commands per reconnect"],
         rows,
     )  # fmt: skip
     storm = scale.get("storm")
+    bound = storm.get("bound_s") if isinstance(storm, dict) else None
     calls = storm.get("redis_calls", {}) if isinstance(storm, dict) else {}
     n = (storm.get("clients") if isinstance(storm, dict) else None) or 1
     return [
         *lines,
         "",
         "Times from the new process's start. Every client retries a failed attempt after 0.2 s, with no "
-        "client-side limit. `ConnectionRefusedError`: nothing listens on the port yet (the new process is "
-        "still importing and setting Django up), the honest behaviour of a restart. A connection attempt "
+        "client-side limit on concurrent attempts, and gives up "
+        f'{_num(bound, 0)} s after the restart ("clients back": those connected by then; "all connected": '
+        "when the last one did, or gave up). `ConnectionRefusedError`: nothing listens on the port yet (the new "
+        "process is still importing and setting Django up), the honest behaviour of a restart. `TimeoutError`: "
+        "no answer to the WebSocket handshake within 30 s of the TCP connection, or no TCP connection within "
+        "60 s: the server is still busy with the connections ahead of it. A connection attempt "
         "that arrives while the listen queue (backlog) is full is not refused: Linux drops its packet (the SYN, "
         "or the handshake's last ACK) and it is sent again after about 1, 3, 7, 15 s, which shows as connect "
         "times of whole seconds. "
