@@ -601,7 +601,7 @@ async def scale_room(spec: dict[str, Any]) -> dict[str, Any]:
             "open_s": opened,
             "open_retried": dict(RETRIED),
         }
-        # Every member joined before its handshake finished, so one warm-up normally reaches all;
+        # Every member has joined (or is about to) once its handshake is done: one warm-up normally reaches all;
         # re-sent every 10 s only (a slow variant takes seconds per broadcast to 10,000: re-sending
         # every second would queue warm-ups ahead of the measured broadcasts).
         if not await room.warm(timeout=spec["limit"], every=10.0):
