@@ -148,7 +148,12 @@ async def open_many(
         async with gate:
             return await open_conn(urls[i % len(urls)], on_text, i, tries)
 
-    return list(await asyncio.gather(*(one(i) for i in range(start, start + n))))
+    opened = await asyncio.gather(*(one(i) for i in range(start, start + n)), return_exceptions=True)
+    failed = [c for c in opened if isinstance(c, BaseException)]
+    if failed:  # close what did open before saying why the rest did not
+        await close_many([c for c in opened if isinstance(c, Conn)])
+        raise failed[0]
+    return opened  # type: ignore[return-value]
 
 
 async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
@@ -504,7 +509,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
 
 #: Attempts per connection while opening thousands: a handshake the server has not answered within
 #: its timeout (it is busy accepting the others) is retried, counted in ``open_retried``.
-SCALE_TRIES = 8
+SCALE_TRIES = 20
 
 
 def redis_calls(url: str | None) -> dict[str, int]:
@@ -585,48 +590,54 @@ async def scale_room(spec: dict[str, Any]) -> dict[str, Any]:
     the Redis commands the broadcasts cost."""
     out: dict[str, Any] = {}
     for name, target in spec["targets"].items():
-        pids = target["pids"]
-        rss0 = await settled_rss(pids, 0.5)
-        room = QuietRoom(spec["clients"])
-        t = now()
-        RETRIED.clear()
-        room.conns = await open_many(
-            target["urls"], spec["clients"], room.on_text, concurrency=spec["concurrency"], tries=SCALE_TRIES
-        )
-        opened = now() - t
-        rss1 = await settled_rss(pids, spec["settle"])
-        result: dict[str, Any] = {
-            "kib_per_conn": (rss1 - rss0) / spec["clients"] / 1024,
-            "rss_mib": rss1 / 2**20,
-            "open_s": opened,
-            "open_retried": dict(RETRIED),
-        }
-        # Every member has joined (or is about to) once its handshake is done: one warm-up normally reaches all;
-        # re-sent every 10 s only (a slow variant takes seconds per broadcast to 10,000: re-sending
-        # every second would queue warm-ups ahead of the measured broadcasts).
-        if not await room.warm(timeout=spec["limit"], every=10.0):
-            result["error"] = f"only {room.seen} of {room.n} clients got a warm-up broadcast"
-        else:
-            await room.quiet(limit=spec["limit"])
-            calls0 = redis_calls(spec.get("redis"))
-            took, lost = await timed_broadcasts(room, spec["samples"], spec["limit"])
-            rate, lost2, done = await sustained(room, spec["window"], spec["slice"], spec["limit"])
-            calls = calls_delta(calls0, redis_calls(spec.get("redis")))
-            count = len(took) + done
-            result.update(
-                until_last_p50_ms=percentile(took, 50) * 1e3,
-                until_last_p99_ms=percentile(took, 99) * 1e3,
-                samples=len(took),
-                broadcasts_per_s=rate,
-                lost=lost + lost2,
-            )
-            if calls:
-                result["redis_calls"] = calls
-                result["broadcasts_counted"] = count
-        await close_many(room.conns, timeout=30)
-        out[name] = result
+        try:
+            out[name] = await _scale_room(spec, target)
+        except Exception as exc:  # this variant's failure; the next variant is still measured
+            out[name] = {"error": f"{type(exc).__name__}: {exc}", "open_retried": dict(RETRIED)}
         await asyncio.sleep(1.0)
     return out
+
+
+async def _scale_room(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    pids = target["pids"]
+    rss0 = await settled_rss(pids, 0.5)
+    room = QuietRoom(spec["clients"])
+    t = now()
+    RETRIED.clear()
+    room.conns = await open_many(
+        target["urls"], spec["clients"], room.on_text, concurrency=spec["concurrency"], tries=SCALE_TRIES
+    )
+    opened = now() - t
+    rss1 = await settled_rss(pids, spec["settle"])
+    result: dict[str, Any] = {
+        "kib_per_conn": (rss1 - rss0) / spec["clients"] / 1024,
+        "rss_mib": rss1 / 2**20,
+        "open_s": opened,
+        "open_retried": dict(RETRIED),
+    }
+    # Every member has joined (or is about to) once its handshake is done: one warm-up normally
+    # reaches all; re-sent every 10 s only (a slow variant takes seconds per broadcast to 10,000:
+    # re-sending every second would queue warm-ups ahead of the measured broadcasts).
+    if not await room.warm(timeout=spec["limit"], every=10.0):
+        result["error"] = f"only {room.seen} of {room.n} clients got a warm-up broadcast"
+    else:
+        await room.quiet(limit=spec["limit"])
+        calls0 = redis_calls(spec.get("redis"))
+        took, lost = await timed_broadcasts(room, spec["samples"], spec["limit"])
+        rate, lost2, done = await sustained(room, spec["window"], spec["slice"], spec["limit"])
+        calls = calls_delta(calls0, redis_calls(spec.get("redis")))
+        result.update(
+            until_last_p50_ms=percentile(took, 50) * 1e3,
+            until_last_p99_ms=percentile(took, 99) * 1e3,
+            samples=len(took),
+            broadcasts_per_s=rate,
+            lost=lost + lost2,
+        )
+        if calls:
+            result["redis_calls"] = calls
+            result["broadcasts_counted"] = len(took) + done
+    await close_many(room.conns, timeout=30)
+    return result
 
 
 async def scale_chat(spec: dict[str, Any]) -> dict[str, Any]:
@@ -725,9 +736,14 @@ STORM_BOUND = 2
 
 
 def failure_kind(exc: BaseException) -> str:
-    """A short name for why a connection attempt failed (``ConnectionRefusedError``: nothing listens)."""
+    """A short name for why a connection attempt failed (``ConnectionRefusedError``: nothing listens;
+    ``HTTP 403``: the server refused the upgrade, e.g. daphne when its application did not accept
+    within ``--websocket_connect_timeout``, 5 s by default)."""
     if isinstance(exc, TimeoutError):
         return "TimeoutError"
+    status = getattr(getattr(exc, "response", None), "status", None)
+    if status is not None:
+        return f"HTTP {int(status)}"
     return type(exc).__name__
 
 

@@ -45,7 +45,9 @@ class ScalePlan:
     slice: float = 5.0
     window: int = 8
     limit: float = 120.0
-    concurrency: int = 200
+    #: Handshakes in flight while opening: daphne refuses (403) a connection its application has not
+    #: accepted within --websocket_connect_timeout (5 s); more in flight only adds to each one's wait.
+    concurrency: int = 50
 
     def scaled(self, fraction: float) -> ScalePlan:
         def f(n: int, lo: int) -> int:

@@ -102,7 +102,7 @@ def _retried(section: dict[str, Any], names: tuple[str, ...]) -> list[str]:
             parts.append(f"{SHORT[name]}: {kinds}")
     if not parts:
         return []
-    return ["", "Connection attempts retried while opening (each connection up to 8 attempts): " + "; ".join(parts)]
+    return ["", "Connection attempts retried while opening (each connection up to 20 attempts): " + "; ".join(parts)]
 
 
 def _cluster(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
