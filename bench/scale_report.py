@@ -239,6 +239,11 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     ]
 
 
+def _not_measured(ax: Any, names: list[str]) -> None:
+    if names:
+        ax.set_xlabel(", ".join(SHORT[x] for x in names) + ": not measured (see results.md)", fontsize=8)
+
+
 def plot_scale(scale: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -263,6 +268,8 @@ def plot_scale(scale: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     ax.bar(range(len(names)), [idle[x].get("kib_per_conn") or 0 for x in names], color=[colors[x] for x in names])
     ax.set_xticks(range(len(names)), [SHORT[x] for x in names])
     ax.set_title(f"server RSS per idle connection ({n:,})", fontsize=9)
+    for ax in axes[:2]:
+        _not_measured(ax, [x for x in ("ravyn", "ref", "listloop") if x not in names])
     ax.set_ylabel("KiB")
     chat = scale.get("chat") or {}
     plan = scale.get("plan") or {}
@@ -270,10 +277,7 @@ def plot_scale(scale: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     cn = [x for x in ("ravyn", "ref") if _ok(chat, x)]
     ax.bar(range(len(cn)), [chat[x].get("deliveries_per_s") or 0 for x in cn], color=[colors[x] for x in cn])
     ax.set_xticks(range(len(cn)), [SHORT[x] for x in cn])
-    missing = [x for x in ("ravyn", "ref") if x not in cn]
-    if missing:
-        ax.text(0.5, 0.95, "\n".join(f"{SHORT[x]}: not measured" for x in missing), transform=ax.transAxes,
-                ha="center", va="top", fontsize=8)  # fmt: skip
+    _not_measured(ax, [x for x in ("ravyn", "ref") if x not in cn])
     ax.set_title(
         f"chat: {plan.get('chat_rooms', 0):,} rooms of {plan.get('chat_members')} over {plan.get('procs')} "
         "processes,\ndeliveries/s",
