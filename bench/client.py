@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import random
 import statistics
 import sys
 import time
@@ -619,7 +620,12 @@ async def _scale_room(spec: dict[str, Any], target: dict[str, Any]) -> dict[str,
     # reaches all; re-sent every 10 s only (a slow variant takes seconds per broadcast to 10,000:
     # re-sending every second would queue warm-ups ahead of the measured broadcasts).
     if not await room.warm(timeout=spec["limit"], every=10.0):
-        result["error"] = f"only {room.seen} of {room.n} clients got a warm-up broadcast"
+        missing = [c for c in room.conns if not c.seen]
+        closed = sum(1 for c in missing if c.transport is None or c.transport.is_disconnected)
+        result["error"] = (
+            f"only {room.seen:,} of {room.n:,} clients got a warm-up broadcast within {spec['limit']} s "
+            f"({closed} of the {len(missing)} others' connections closed)"
+        )
     else:
         await room.quiet(limit=spec["limit"])
         calls0 = redis_calls(spec.get("redis"))
@@ -735,6 +741,13 @@ def listen_counters() -> dict[str, int]:
 STORM_BOUND = 2
 
 
+def retry_delay(failed: int) -> float:
+    """Seconds before the next attempt after ``failed`` failures, as the project's JavaScript clients
+    wait (``backoffDelay``: 0.5 s doubling to 30 s, half of it random)."""
+    delay = min(30.0, 0.5 * 2 ** (failed - 1))
+    return delay / 2 + random.random() * delay / 2
+
+
 def failure_kind(exc: BaseException) -> str:
     """A short name for why a connection attempt failed (``ConnectionRefusedError``: nothing listens;
     ``HTTP 403``: the server refused the upgrade, e.g. daphne when its application did not accept
@@ -791,6 +804,7 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
             return c  # type: ignore[return-value]
 
         async def one(i: int) -> Conn | None:
+            failed = 0
             while now() < deadline[0]:
                 attempts["tries"] += 1
                 t = now()
@@ -803,7 +817,8 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
                     attempts["refused"] += 1
                     kind = failure_kind(exc)
                     failures[kind] = failures.get(kind, 0) + 1
-                    await asyncio.sleep(0.2)
+                    failed += 1
+                    await asyncio.sleep(retry_delay(failed) if spec.get("backoff") else 0.2)
             return None  # not back within the bound
 
         room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))  # type: ignore[arg-type]
@@ -856,6 +871,8 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     back_clients = sum(1 for room in rooms for c in room.conns if c is not None)
     warmed = await warm_all()
     back = now() - t0
+    cold = [room for room in rooms if complete(room) and room.seen < room.n]
+    missing = [c for room in cold for c in room.conns if c is not None and not c.seen]
     calls = calls_delta(calls0, redis_calls(spec.get("redis")))
     listen1 = listen_counters()
     listen_s = await listening
@@ -870,6 +887,9 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
         "connected_s": connected,
         "all_back_s": back,
         "rooms_back": sum(warmed),  # rooms with every member back, and a broadcast that reached them all
+        "members_missing": len(missing),  # connected, in a room not back, without its broadcast
+        "missing_closed": sum(1 for c in missing if c.transport is None or c.transport.is_disconnected),
+        "backoff": bool(spec.get("backoff")),
         "rooms": len(rooms),
         "refused": attempts["refused"],
         "attempts": attempts["tries"],

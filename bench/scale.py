@@ -220,6 +220,7 @@ def _storm(runner: Any, plan: ScalePlan, redis_url: str, common: dict[str, Any],
             "clients": plan.storm_clients,
             "members": plan.storm_members,
             "backlog": backlog or DAPHNE_BACKLOG,
+            "backoff": True,  # retry as the project's JavaScript clients do
             "pid": server.pid,
             "argv": pinned(server.proc.args, cpus()[0]),  # type: ignore[arg-type]
             "cwd": str(ROOT),

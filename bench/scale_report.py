@@ -218,13 +218,22 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     return [
         *lines,
         "",
-        "Times from the new process's start. Every client retries a failed attempt after 0.2 s, with no "
-        "client-side limit on concurrent attempts, and gives up "
+        "Times from the new process's start. Every client tries at once, and after a failure waits "
+        + (
+            "as the project's JavaScript clients do (0.5 s doubling to 30 s, half of it random)"
+            if isinstance(storm, dict) and storm.get("backoff")
+            else "0.2 s"
+        )
+        + ", with no client-side limit on concurrent attempts, and gives up "
         f'{_num(bound, 0)} s after the restart ("clients back": those connected by then; "all connected": '
         "when the last one did, or gave up). `ConnectionRefusedError`: nothing listens on the port yet (the new "
         "process is still importing and setting Django up), the honest behaviour of a restart. `TimeoutError`: "
         "no answer to the WebSocket handshake within 30 s of the TCP connection, or no TCP connection within "
-        "60 s: the server is still busy with the connections ahead of it. A connection attempt "
+        "60 s: the server is still busy with the connections ahead of it. `HTTP 403`: daphne refuses an upgrade "
+        "its application has not accepted within `--websocket_connect_timeout` (5 s by default). "
+        "`ConnectionError`: the server closed the connection before answering the upgrade (ravyn_channels' "
+        "`HANDSHAKE_TIMEOUT`, 5 s from the TCP accept to a complete request head, when the process is too busy "
+        "to read it in time). A connection attempt "
         "that arrives while the listen queue (backlog) is full is not refused: Linux drops its packet (the SYN, "
         "or the handshake's last ACK) and it is sent again after about 1, 3, 7, 15 s, which shows as connect "
         "times of whole seconds. "
@@ -232,8 +241,14 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "processes on the machine count too). The larger backlog is daphne's `-e "
         "tcp:port=PORT:interface=ADDR:backlog=4096` (Linux caps it at `net.core.somaxconn`).",
         "",
-        '"Back in their rooms": a broadcast in every room reached all its members. Redis commands from '
-        "the restart to then, per reconnecting client (listen backlog 50): "
+        '"Back in their rooms": a broadcast in every room reached all its members'
+        + "".join(
+            f" (backlog {_num(scale[k].get('backlog'))}: {_num(scale[k].get('members_missing'))} connected members "
+            f"of the rooms not back never got it, {_num(scale[k].get('missing_closed'))} of them closed)"
+            for k in STORM_KEYS
+            if _ok(scale, k) and scale[k].get("members_missing")
+        )
+        + ". Redis commands from the restart to then, per reconnecting client (listen backlog 50): "
         + (", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8]) or "—")
         + ".",
     ]
