@@ -229,7 +229,12 @@ def _storm(runner: Any, plan: ScalePlan, redis_url: str, common: dict[str, Any],
             "redis": redis_url,
             **common,
         }
+        log_start = server.log_path.stat().st_size
         result = runner._client(spec, 3000)
+        if isinstance(result, dict) and "error" not in result:
+            with open(server.log_path, "rb") as f:
+                f.seek(log_start)
+                result["closed_for_handshake_timeout"] = f.read().count(b"(HANDSHAKE_TIMEOUT)")
         return result
     finally:
         runner._stop(started)

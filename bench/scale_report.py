@@ -233,7 +233,8 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "its application has not accepted within `--websocket_connect_timeout` (5 s by default). "
         "`ConnectionError`: the server closed the connection before answering the upgrade (ravyn_channels' "
         "`HANDSHAKE_TIMEOUT`, 5 s from the TCP accept to a complete request head, when the process is too busy "
-        "to read it in time). A connection attempt "
+        "to read it in time; the server log's count of those closes is given after the table). A connection "
+        "attempt "
         "that arrives while the listen queue (backlog) is full is not refused: Linux drops its packet (the SYN, "
         "or the handshake's last ACK) and it is sent again after about 1, 3, 7, 15 s, which shows as connect "
         "times of whole seconds. "
@@ -247,6 +248,15 @@ def _storm(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
             f"of the rooms not back never got it, {_num(scale[k].get('missing_closed'))} of them closed)"
             for k in STORM_KEYS
             if _ok(scale, k) and scale[k].get("members_missing")
+        )
+        + ". Connections ravyn_channels closed for `HANDSHAKE_TIMEOUT` (server log): "
+        + (
+            ", ".join(
+                f"backlog {_num(scale[k].get('backlog'))}: {_num(scale[k].get('closed_for_handshake_timeout'))}"
+                for k in STORM_KEYS
+                if _ok(scale, k)
+            )
+            or "—"
         )
         + ". Redis commands from the restart to then, per reconnecting client (listen backlog 50): "
         + (", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8]) or "—")
