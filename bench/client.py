@@ -744,7 +744,7 @@ STORM_BOUND = 2
 def retry_delay(failed: int) -> float:
     """Seconds before the next attempt after ``failed`` failures, as the project's JavaScript clients
     wait (``backoffDelay``: 0.5 s doubling to 30 s, half of it random)."""
-    delay = min(30.0, 0.5 * 2 ** (failed - 1))
+    delay = min(30.0, 0.5 * 2.0 ** (failed - 1))
     return delay / 2 + random.random() * delay / 2
 
 

@@ -82,6 +82,7 @@ def _idle(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         if _err(r, idle):
             rows.append([LABELS[name], _err(r, idle) or "", "", "", "", "", ""])
             continue
+        assert isinstance(r, dict)
         rows.append([
             LABELS[name], _num(r.get("kib_per_conn"), 1), _num(r.get("rss_mib"), 0), _num(r.get("open_s"), 1),
             _num(r.get("until_last_p50_ms"), 1), _num(r.get("until_last_p99_ms"), 1),
@@ -158,6 +159,7 @@ def _chat(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         if _err(r, chat):
             rows.append([LABELS[name], f"not measured: {_err(r, chat)}", "", "", "", ""])
             continue
+        assert isinstance(r, dict)
         rows.append([
             LABELS[name], _num(r.get("deliveries_per_s")), _num(r.get("messages_per_s")), _num(r.get("p50_ms"), 1),
             _num(r.get("p99_ms"), 1), _num(r.get("cpu_ms_per_message"), 2),
