@@ -664,7 +664,8 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
 
     async def one(r: int, room: Room, i: int) -> Conn:
         async with gate:
-            return await open_conn(f"{urls[(r * members + i) % len(urls)]}{r}", room.on_text, i, SCALE_TRIES)
+            # member i of room r on process (r + i) mod n: every process hosts senders (member 0) and members
+            return await open_conn(f"{urls[(r + i) % len(urls)]}{r}", room.on_text, i, SCALE_TRIES)
 
     async def join(r: int, room: Room) -> None:
         room.conns = list(await asyncio.gather(*(one(r, room, i) for i in range(members))))

@@ -184,9 +184,10 @@ def run_scale(runner: Any, plan: ScalePlan) -> dict[str, Any]:
                     {"workload": "scale_chat", "targets": targets, "rooms": plan.chat_rooms,
                      "members": plan.chat_members, **common}, 3000,
                 )  # fmt: skip
-                for variant, dropped in over_capacity(started).items():
+                for variant, (dropped, pool) in over_capacity(started).items():
                     if isinstance(out["chat"].get(variant), dict):
                         out["chat"][variant]["dropped_over_capacity"] = dropped
+                        out["chat"][variant]["redis_pool_exhausted"] = pool
             finally:
                 runner._stop(started)
 
@@ -242,12 +243,19 @@ def _storm(runner: Any, plan: ScalePlan, redis_url: str, common: dict[str, Any],
             _stop_pid(result["new_pid"])
 
 
-def over_capacity(started: dict[str, list[Server]]) -> dict[str, int]:
-    """Per variant: channels whose message channels-redis dropped over capacity (its INFO log lines
-    "N of M channels over capacity in group G", counted in the servers' logs)."""
-    counts: dict[str, int] = {}
+def over_capacity(started: dict[str, list[Server]]) -> dict[str, tuple[int, int]]:
+    """Per variant, from the servers' logs: channels whose message channels-redis dropped over capacity
+    (its INFO lines "N of M channels over capacity in group G"), and layer operations that failed
+    because the process's Redis connection pool was exhausted (redis-py's ``MaxConnectionsError``,
+    "Too many connections": its pool holds 100 connections and does not wait for a free one)."""
+    counts: dict[str, tuple[int, int]] = {}
     for variant, servers in started.items():
-        counts[variant] = sum(
-            int(m.group(1)) for s in servers for m in OVER_CAPACITY.finditer(s.log_path.read_text(errors="replace"))
+        logs = [s.log_path.read_text(errors="replace") for s in servers]
+        dropped = sum(int(m.group(1)) for text in logs for m in OVER_CAPACITY.finditer(text))
+        # one line per failure: ours "... (network:MaxConnectionsError)", Channels' "Exception inside application: ..."
+        pool = sum(
+            text.count("MaxConnectionsError)") + text.count("Exception inside application: Too many connections")
+            for text in logs
         )
+        counts[variant] = (dropped, pool)
     return counts

@@ -8,6 +8,11 @@ from typing import Any
 from .report import LABELS, SHORT, _num, _table
 
 STORM_KEYS = ("storm", "storm_backlog")
+#: Server-log counts shown beside a chat variant's losses.
+POOL_NOTES = (
+    ("dropped_over_capacity", "messages channels-redis dropped over capacity"),
+    ("redis_pool_exhausted", "layer calls failed: Redis pool exhausted"),
+)
 
 
 def _err(r: Any, section: Any = None) -> str | None:
@@ -147,8 +152,10 @@ def _chat(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         f"### Chat-shaped: {plan.get('chat_rooms', 0):,} rooms of {plan.get('chat_members')} over "
         f"{plan.get('procs')} daphne processes (`RedisChannelLayer`)",
         "",
-        "Members of a room spread over the processes; every room's first member sends, one message in "
-        f"flight per room, for {plan.get('slice')} s. Latency: until the room's last member has it. Before "
+        "Members of a room spread over the processes (and so do the senders); every room's first member "
+        f"sends, one message in flight per room, for {plan.get('slice')} s. Latency: until the room's last member "
+        "has it. A message that has not reached every member within 30 s is lost, and its room stops sending: "
+        "the rates count the rooms that did not lose one. Before "
         "measuring, every room must have delivered a warm-up broadcast to all its members within "
         f"{plan.get('limit')} s (re-sent every 5 s, 100 rooms at a time).",
         "",
@@ -157,14 +164,17 @@ def _chat(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     for name in ("ravyn", "ref"):
         r = chat.get(name)
         if _err(r, chat):
-            rows.append([LABELS[name], f"not measured: {_err(r, chat)}", "", "", "", ""])
+            rows.append([LABELS[name], f"not measured: {_err(r, chat)}", "", "", "", "", ""])
             continue
         assert isinstance(r, dict)
         rows.append([
             LABELS[name], _num(r.get("deliveries_per_s")), _num(r.get("messages_per_s")), _num(r.get("p50_ms"), 1),
             _num(r.get("p99_ms"), 1), _num(r.get("cpu_ms_per_message"), 2),
+            f"{_num(r.get('lost'))} / {_num(plan.get('chat_rooms'))}"
+            + "".join(f"; {_num(r[k])} {what}" for k, what in POOL_NOTES if r.get(k)),
         ])  # fmt: skip
-    lines += _table(["variant", "deliveries/s", "messages/s", "p50 ms", "p99 ms", "server CPU ms per message"], rows)
+    lines += _table(["variant", "deliveries/s", "messages/s", "p50 ms", "p99 ms", "server CPU ms per message",
+                     "rooms that lost a message"], rows)  # fmt: skip
     lines += _retried(chat, ("ravyn", "ref"))
     return [
         *lines,
@@ -174,7 +184,11 @@ def _chat(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "`specific.` channel), and the capacity applies to that key: once 100 messages wait for a process's "
         "consumers, `group_send` drops the rest (logged at INFO, counted above from the servers' logs). "
         "ravyn_channels sends a room's message once per process, on a process channel of capacity 10,000 "
-        "(`PROCESS_CHANNEL_CAPACITY`).",
+        "(`PROCESS_CHANNEL_CAPACITY`). Both go through channels-redis's redis-py connection pool, 100 connections "
+        'per process, which raises `MaxConnectionsError` ("Too many connections") instead of waiting when '
+        "more layer calls are in flight: a broadcast of ours then reaches only its own process (one WARNING), a "
+        "hand-written consumer's `group_send` raises and the consumer dies; counted from the servers' logs, "
+        "warm-up included.",
     ]
 
 
