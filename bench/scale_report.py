@@ -77,7 +77,9 @@ def _idle(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "Every client in one room. RSS per connection: the server's RSS growth over the connections. Opened: "
         f"seconds to open them all, {plan.get('concurrency')} handshakes at a time. "
         f"Until last: {plan.get('samples')} broadcasts one at a time, time until the last client has it. "
-        f"Sustained: {plan.get('window')} broadcasts in flight for {plan.get('slice')} s.",
+        f"Sustained: {plan.get('window')} broadcasts in flight for {plan.get('slice')} s. Lost: broadcasts "
+        f"that had not reached every client after {plan.get('limit')} s (the in-memory layer drops a message "
+        "a consumer has not read within its `expiry`, 60 s).",
         "",
     ]
     idle = scale.get("idle") or {}
@@ -85,15 +87,16 @@ def _idle(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     for name in ("ravyn", "ref", "listloop"):
         r = idle.get(name)
         if _err(r, idle):
-            rows.append([LABELS[name], _err(r, idle) or "", "", "", "", "", ""])
+            rows.append([LABELS[name], _err(r, idle) or "", "", "", "", "", "", ""])
             continue
         assert isinstance(r, dict)
         rows.append([
             LABELS[name], _num(r.get("kib_per_conn"), 1), _num(r.get("rss_mib"), 0), _num(r.get("open_s"), 1),
             _num(r.get("until_last_p50_ms"), 1), _num(r.get("until_last_p99_ms"), 1),
-            _num(r.get("broadcasts_per_s"), 2),
+            _num(r.get("broadcasts_per_s"), 2), _num(r.get("lost")),
         ])  # fmt: skip
-    head = ["variant", "KiB / connection", "RSS MiB", "opened s", "until last p50 ms", "p99 ms", "broadcasts/s"]
+    head = ["variant", "KiB / connection", "RSS MiB", "opened s", "until last p50 ms", "p99 ms", "broadcasts/s",
+            "lost"]  # fmt: skip
     return lines + _table(head, rows) + _retried(idle, ("ravyn", "ref", "listloop"))
 
 
