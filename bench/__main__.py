@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .report import goal_rows, machine, markdown, plot
-from .run import FULL, QUICK, Runner
+from .run import FULL, QUICK, Runner, fanout_summary
 from .scale_report import plot_scale
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-fraction", type=float, default=1.0, help="shrink the scale counts (e.g. 0.1 for a quick try)"
     )
     parser.add_argument("--only-scale", action="store_true", help="skip the regular workloads (for trying)")
+    parser.add_argument(
+        "--only", choices=("fanout",), default=None,
+        help="run one workload only (for trying; writes a short summary, not the full report)",
+    )  # fmt: skip
+    parser.add_argument("--sizes", default=None, help="comma-separated fan-out room sizes (default: 100,1000)")
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset of the fan-out variants (with --only fanout)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per workload")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -48,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         plan.scale = args.scale_fraction
     if args.only_scale:
         plan.servers, plan.redis_layers = (), ()
+    if args.sizes:
+        plan.sizes = tuple(int(n) for n in args.sizes.split(",") if n)
+    if args.rounds:
+        plan.fanout = {**plan.fanout, "rounds": args.rounds}
+    if args.only:
+        plan.only = args.only
+        plan.redis_layers = ()
+        if args.variants:
+            plan.fanout_variants = tuple(v for v in args.variants.split(",") if v)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -61,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     meta["seconds"] = round(time.monotonic() - started)
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if plan.only:
+        text = fanout_summary(results, meta)
+        (args.out / "fanout.md").write_text(text)
+        (args.out / "fanout.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(text)
+        return 0
     text = markdown(results, meta, plan)
     (args.out / "results.md").write_text(text)
     plot(results, meta, args.out / "results.png")

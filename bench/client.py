@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -23,6 +25,13 @@ import psutil
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 HEADERS = {"Origin": "http://127.0.0.1"}  # every variant sees the same browser-like handshake
+#: Seconds between a topic connection's heartbeats, as the official clients send them: the server
+#: closes a topic socket that sent nothing for TOPICS_HEARTBEAT_TIMEOUT (60 s), and a fan-out
+#: receiver sends nothing else.
+HEARTBEAT = 30.0
+#: Bytes a JSON string may hold as they are (printable ASCII but for the quote and the backslash).
+PLAIN = re.compile(rb"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+HEARTBEAT_FRAME = b'{"topic":"ravyn","event":"heartbeat","payload":{},"ref":"hb"}'
 now = time.perf_counter
 
 
@@ -34,7 +43,10 @@ class Conn(WSListener):
     (a reply's response, a broadcast's payload), so every workload runs unchanged.
     """
 
-    __slots__ = ("event", "index", "joined", "on_text", "reply", "seen", "sent_at", "topic", "transport", "with_ref")
+    __slots__ = (
+        "envelope", "event", "head", "index", "joined", "on_text", "reply", "seen", "sent_at", "tail", "topic",
+        "transport", "with_ref",
+    )  # fmt: skip
 
     def __init__(
         self, on_text: Callable[[Conn, bytes], None] | None = None, index: int = 0, topic: dict[str, str] | None = None
@@ -49,6 +61,11 @@ class Conn(WSListener):
         self.event = topic.get("event", "") if topic else ""
         self.with_ref = bool(topic and topic.get("ref"))
         self.joined: asyncio.Future[None] | None = None
+        head = json.dumps({"topic": self.topic, "event": self.event, "payload": ""}, separators=(",", ":"))
+        self.head = head.encode()[: -len('"}')]  # ... "payload":"
+        self.tail = b'","ref":"1"}' if self.with_ref else b'"}'
+        #: The last history envelope received (the ``history`` variant), as sent.
+        self.envelope = b""
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -58,11 +75,18 @@ class Conn(WSListener):
         if kind == WSMsgType.TEXT:
             data = frame.get_payload_as_bytes()
             if self.topic is not None:
+                if data.startswith(b'{"topic":"ravyn"'):  # a heartbeat's reply
+                    return
                 if b'"ref":"join"' in data:  # the join's reply (broadcasts may come before it)
                     if self.joined is not None and not self.joined.done():
                         self.joined.set_result(None)
                     return
                 data = topic_payload(data)
+            elif data[:9] == b'{"type":"':  # a room with history: the message is in an envelope
+                self.envelope = data
+                if data[9:17] != b'message"':
+                    return  # a resync: nothing to deliver
+                data = envelope_data(data)
             if self.on_text is not None:
                 self.on_text(self, data)
         elif kind == WSMsgType.CLOSE:
@@ -70,14 +94,30 @@ class Conn(WSListener):
                 transport.send_close(frame.get_close_code())
             transport.disconnect()
 
+    def beat(self) -> None:
+        """Send a heartbeat every ``HEARTBEAT`` seconds while connected (topic connections)."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
+            return
+        transport.send(WSMsgType.TEXT, HEARTBEAT_FRAME)
+        asyncio.get_running_loop().call_later(HEARTBEAT, self.beat)
+
     def send(self, payload: bytes) -> None:
         assert self.transport is not None
         if self.topic is not None:
-            frame: dict[str, Any] = {"topic": self.topic, "event": self.event, "payload": payload.decode()}
-            if self.with_ref:
-                frame["ref"] = "1"
-            payload = json.dumps(frame, separators=(",", ":")).encode()
+            payload = self.wrap(payload)
         self.transport.send(WSMsgType.TEXT, payload)
+
+    def wrap(self, payload: bytes) -> bytes:
+        """The event frame carrying ``payload`` as a JSON string. The workloads' plain ASCII payloads
+        go between the frame's two halves, made once (no JSON encoding per message: the other
+        variants' clients encode nothing either); anything else is encoded."""
+        if PLAIN.search(payload) is None:
+            return self.head + payload + self.tail
+        frame: dict[str, Any] = {"topic": self.topic, "event": self.event, "payload": payload.decode()}
+        if self.with_ref:
+            frame["ref"] = "1"
+        return json.dumps(frame, separators=(",", ":")).encode()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -101,6 +141,15 @@ def topic_payload(data: bytes) -> bytes:
         value = message["payload"]["response"] if message.get("event") == "reply" else message.get("payload")
         return str(value).encode()
     return data[start + len(key) : end]
+
+
+def envelope_data(data: bytes) -> bytes:
+    """The string ``data`` of a history envelope, found without a full JSON decode (as ``topic_payload``)."""
+    start = data.find(b',"data":"')
+    end = data.find(b'"', start + 9) if start >= 0 else -1
+    if end < 0:
+        return str(json.loads(data).get("data")).encode()
+    return data[start + 9 : end]
 
 
 def topic_of(url: str) -> dict[str, str] | None:
@@ -130,6 +179,7 @@ async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, ind
                 join = {"topic": topic["topic"], "event": "join", "payload": {}, "ref": "join"}
                 conn.transport.send(WSMsgType.TEXT, json.dumps(join).encode())
                 await asyncio.wait_for(conn.joined, 10)
+                asyncio.get_running_loop().call_later(HEARTBEAT, conn.beat)
             return conn
         except Exception as exc:
             if attempt == tries - 1:
@@ -178,6 +228,21 @@ async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
 # falls on every variant alike; a figure is the median over its slices.
 
 
+def runq_wait(pids: list[int]) -> float:
+    """Seconds the server processes' threads have been runnable but waiting for a core (Linux
+    ``/proc/PID/task/TID/schedstat``; 0 elsewhere): a share near 1 minus the CPU share means
+    the machine, not the server or this client, set the pace."""
+    total = 0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+        except OSError:
+            continue
+    return total / 1e9
+
+
 def cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) the server processes have used so far."""
     total = 0.0
@@ -218,7 +283,7 @@ async def echo(spec: dict[str, Any]) -> dict[str, Any]:
     conns = {name: await open_many(t["urls"], spec["conns"], on_text) for name, t in targets.items()}
     rates: dict[str, list[float]] = {name: [] for name in targets}
     lats: dict[str, list[float]] = {name: [] for name in targets}
-    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, messages
+    used = {name: [0.0, 0.0, 0, 0.0, 0.0] for name in targets}  # cpu s, wall s, messages, client cpu s, run queue s
     for name in slice_order(list(targets), spec["rounds"]):
         pids = targets[name]["pids"]
         lat.clear()
@@ -228,10 +293,12 @@ async def echo(spec: dict[str, Any]) -> dict[str, Any]:
             c.send(payload)
         await asyncio.sleep(spec["warmup"])
         state["recording"] = True
-        t0, c0 = now(), cpu(pids)
+        t0, c0, k0, q0 = now(), cpu(pids), time.process_time(), runq_wait(pids)
         await asyncio.sleep(spec["slice"])
         state["recording"] = False
         wall, busy = now() - t0, cpu(pids) - c0
+        used[name][3] += time.process_time() - k0
+        used[name][4] += runq_wait(pids) - q0
         rates[name].append(state["count"] / wall)
         used[name][0] += busy
         used[name][1] += wall
@@ -250,6 +317,8 @@ async def echo(spec: dict[str, Any]) -> dict[str, Any]:
             "p99_ms": percentile(lats[name], 99) * 1e3,
             "cpu_us_per_msg": used[name][0] / max(1, used[name][2]) * 1e6,
             "server_cpu_share": used[name][0] / used[name][1],
+            "client_cpu_share": used[name][3] / used[name][1],
+            "server_runq_share": used[name][4] / used[name][1],
             "slices": [round(r) for r in rates[name]],
         }
         for name in targets
@@ -444,8 +513,9 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
     lat: dict[str, list[float]] = {name: [] for name in targets}
     rates: dict[str, list[float]] = {name: [] for name in targets}
     lost = dict.fromkeys(targets, 0)
-    used = {name: [0.0, 0.0, 0] for name in targets}  # cpu seconds, wall seconds, broadcasts
+    used = {name: [0.0, 0.0, 0, 0.0, 0.0] for name in targets}  # cpu s, wall s, broadcasts, (unused), run queue s
     one = {name: [0.0, 0] for name in targets}  # the same, one broadcast at a time
+    mine = dict.fromkeys(targets, 0.0)  # this client process's CPU seconds in the sustained phase
     for name in slice_order(list(targets), spec["rounds"]):
         room = rooms[name]
         samples: list[float] = []
@@ -465,7 +535,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
 
         # The phase lasts ``slice`` seconds, longer if needed to see ``min_samples`` broadcasts
         # complete (a slow variant), but never more than four slices.
-        t0, c0 = now(), cpu(pids)
+        t0, c0, m0, q0 = now(), cpu(pids), time.process_time(), runq_wait(pids)
         done_at: list[float] = []
         end = [t0 + 4 * spec["slice"]]
 
@@ -483,6 +553,8 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
         used[name][0] += cpu(pids) - c0
         used[name][1] += now() - t0
         used[name][2] += len(done_at)
+        mine[name] += time.process_time() - m0
+        used[name][4] += runq_wait(pids) - q0
         rates[name].append(sum(1 for t in done_at if t <= end[0]) / (end[0] - t0))
     for room in rooms.values():
         await close_many(room.conns)
@@ -495,6 +567,8 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
             "broadcasts_per_s": statistics.median(rates[name]),
             "cpu_ms_per_broadcast": used[name][0] / max(1, used[name][2]) * 1e3,
             "server_cpu_share": used[name][0] / used[name][1],
+            "client_cpu_share": mine[name] / used[name][1],
+            "server_runq_share": used[name][4] / used[name][1],
             "slices": [round(r, 1) for r in rates[name]],
             "lost": lost[name],
         }
@@ -905,8 +979,15 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def resume(spec: dict[str, Any]) -> dict[str, Any]:
+    """Resume of missed messages in a room with history (``bench/resume.py``)."""
+    from .resume import resume as run
+
+    return await run(spec)
+
+
 WORKLOADS = {
-    "echo": echo, "handshake": handshake, "memory": memory, "fanout": fanout,
+    "echo": echo, "handshake": handshake, "memory": memory, "fanout": fanout, "resume": resume,
     "scale_room": scale_room, "scale_chat": scale_chat, "scale_storm": scale_storm,
 }  # fmt: skip
 

@@ -25,10 +25,13 @@ LABELS = {
     "listloop": "plain list loop over local sockets",
     "topics": "ravyn_channels topics (event + reply, topic broadcast)",
     "presence": "ravyn_channels, presence=True",
+    "history": "ravyn_channels, history=HistoryConfig()",
+    "metrics": "ravyn_channels, METRICS on",
 }
 X = "\N{MULTIPLICATION SIGN}"
 SHORT = {
     "ref": "ref", "raw": "raw", "ravyn": "ravyn", "listloop": "list loop", "topics": "topics", "presence": "presence",
+    "history": "history", "metrics": "metrics",
 }  # fmt: skip
 
 
@@ -138,6 +141,10 @@ def goal_rows(results: dict[str, Any]) -> list[list[str]]:
         rows.append([server, "memory per idle connection vs ref", _x(r), f"≤ 1.25{X}", _ok(r, 1.25, higher=False)])
         r = _ratio(_get(echo, "topics", "msgs_per_s"), ours.get("msgs_per_s"))
         rows.append([server, "topic event round trip (reply) msgs/s vs raw echo", _x(r), f"≥ 0.8{X}", _ok(r, 0.8)])
+        if "metrics" in echo:
+            r = _ratio(_get(echo, "metrics", "cpu_us_per_msg"), ours.get("cpu_us_per_msg"))
+            rows.append([server, "echo server CPU per msg, metrics on ÷ off", _x(r), f"≤ 1.03{X}",
+                         _ok(r, 1.03, higher=False)])  # fmt: skip
     for key in ("daphne/memory", "uvicorn/memory", "daphne/redis", "daphne/pubsub"):
         for n, by_variant in (_get(results, "fanout", key) or {}).items():
             if not isinstance(by_variant, dict):
@@ -177,6 +184,24 @@ def goal_rows(results: dict[str, Any]) -> list[list[str]]:
             if "topics" in by_variant:
                 r = _ratio(_get(by_variant, "topics", "broadcasts_per_s"), ours)
                 rows.append([where, "topic broadcasts/s vs manager broadcast", _x(r), f"≥ 0.9{X}", _ok(r, 0.9)])
+            if "history" in by_variant:
+                r = _ratio(_get(by_variant, "history", "broadcasts_per_s"), ours)
+                rows.append([where, "broadcasts/s, history on ÷ off (sustained)", _x(r), f"≥ 0.85{X}", _ok(r, 0.85)])
+            if "metrics" in by_variant:
+                r = _ratio(
+                    _get(by_variant, "metrics", "cpu_ms_per_broadcast"),
+                    _get(by_variant, "ravyn", "cpu_ms_per_broadcast"),
+                )
+                rows.append([where, "broadcast server CPU, metrics on ÷ off (sustained)", _x(r), f"≤ 1.03{X}",
+                             _ok(r, 1.03, higher=False)])  # fmt: skip
+    for key, by_variant in (_get(results, "resume") or {}).items():
+        # Server CPU: on a loaded machine the handler's wall time also counts its waits for a core.
+        r = _get(by_variant, "history")
+        ms = r.get("cpu_ms") if isinstance(r, dict) else None
+        n = r.get("messages", 1000) if isinstance(r, dict) else 1000
+        rows.append([f"{key.replace('/', ', ')} layer", f"resume of {n:,} missed messages, server CPU ms",
+                     _num(ms, 1) + " ms" if ms is not None else "—", "< 50 ms",
+                     "—" if ms is None else "yes" if ms < 50 else "**no**"])  # fmt: skip
     return rows
 
 
@@ -223,7 +248,9 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
     ]
     rows = []
     for server, by_variant in results["echo"].items():
-        for name in ("ref", "raw", "ravyn", "topics"):
+        for name in ("ref", "raw", "ravyn", "topics", "metrics"):
+            if name == "metrics" and name not in by_variant:
+                continue
             r = by_variant.get(name, {})
             rows.append([
                 server, LABELS[name], _num(r.get("msgs_per_s")), _num(r.get("p50_ms"), 2), _num(r.get("p99_ms"), 2),
@@ -275,7 +302,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
             rows.append([key.replace("/", ", "), "—", by_size["skipped"], "", "", "", "", "", ""])
             continue
         for n, by_variant in by_size.items():
-            for name in ("ref", "raw", "listloop", "ravyn", "topics", "presence"):
+            for name in ("ref", "raw", "listloop", "ravyn", "topics", "presence", "history", "metrics"):
                 r = by_variant.get(name)
                 if r is None:
                     continue
@@ -317,6 +344,9 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
                 ])  # fmt: skip
         lines += _table(["server, layer", "variant", "cycles/s", "p50 ms", "p99 ms", "server CPU ms each",
                          "CPU vs presence off"], rows)  # fmt: skip
+    from .costs import costs_markdown
+
+    lines += costs_markdown(results, plan)
     if "scale" in results:
         from .scale_report import scale_markdown
 

@@ -24,6 +24,11 @@ FANOUT_VARIANTS = ("ref", "raw", "listloop", "ravyn", "topics", "presence")
 REDIS_VARIANTS = ("ref", "ravyn", "topics", "presence")
 #: Connect + one message + close into a room: what presence adds to a connection's life.
 CHURN_VARIANTS = ("ravyn", "presence")
+#: On daphne only (what they add does not depend on the server): ``ravyn`` with prometheus metrics
+#: on (echo and fan-out), and with room history (fan-out, and the resume of missed messages).
+METRICS_VARIANT, HISTORY_VARIANT = "metrics", "history"
+#: Redis layers on which history is measured (``RedisChannelLayer``: its store is the same on pub/sub).
+HISTORY_LAYERS = ("redis",)
 
 
 def variant_path(variant: str, path: str) -> str:
@@ -44,12 +49,16 @@ class Plan:
     handshake: dict[str, Any]
     memory: dict[str, Any]
     fanout: dict[str, Any]
+    resume: dict[str, Any]
     sizes: tuple[int, ...] = (100, 1000)
     servers: tuple[str, ...] = ("daphne", "uvicorn")
     redis_layers: tuple[str, ...] = ("redis", "pubsub")
     notes: list[str] = field(default_factory=list)
     #: ``--scale``: also the scale workloads (``bench/scale.py``), counts times this fraction.
     scale: float | None = None
+    #: ``--only fanout``: that workload alone, on the in-memory layer (for trying a change).
+    only: str | None = None
+    fanout_variants: tuple[str, ...] = FANOUT_VARIANTS
 
 
 FULL = Plan(
@@ -58,6 +67,7 @@ FULL = Plan(
     handshake={"workers": 8, "warmup": 0.3, "slice": 2.0, "rounds": 10},
     memory={"base": 50, "conns": 1000, "settle": 1.0},
     fanout={"slice": 2.0, "rounds": 3, "min_samples": 5, "window": 8},
+    resume={"messages": 1000, "size": 200, "rounds": 7},
 )
 
 QUICK = Plan(
@@ -66,6 +76,7 @@ QUICK = Plan(
     handshake={"workers": 8, "warmup": 0.2, "slice": 0.6, "rounds": 2},
     memory={"base": 50, "conns": 1000, "settle": 0.3},
     fanout={"slice": 0.4, "rounds": 1, "min_samples": 2, "window": 8},
+    resume={"messages": 1000, "size": 200, "rounds": 3},
 )
 
 
@@ -87,7 +98,9 @@ class Runner:
         self.log = log
         self.logdir = Path(tempfile.mkdtemp(prefix="ravyn-bench-"))
         self.prefix = f"bench-{os.getpid()}-"  # a key prefix no other run shares
-        self.results: dict[str, Any] = {"echo": {}, "handshake": {}, "memory": {}, "fanout": {}, "churn": {}}
+        self.results: dict[str, Any] = {
+            "echo": {}, "handshake": {}, "memory": {}, "fanout": {}, "churn": {}, "resume": {},
+        }  # fmt: skip
 
     def _start(
         self, variants: tuple[str, ...], server: str, layer: str, copies: int = 1, backlog: int | None = None
@@ -130,10 +143,16 @@ class Runner:
     def run(self) -> dict[str, Any]:
         plan = self.plan
         for server in plan.servers:
-            self.log(f"[{server}] in-memory layer: {', '.join(FANOUT_VARIANTS)}")
-            started = self._start(FANOUT_VARIANTS, server, "memory")
+            variants = plan.fanout_variants
+            if server == "daphne" and plan.only is None:
+                variants += (METRICS_VARIANT, HISTORY_VARIANT)
+            self.log(f"[{server}] in-memory layer: {', '.join(variants)}")
+            started = self._start(variants, server, "memory")
             try:
-                self._server_workloads(server, started)
+                if plan.only == "fanout":
+                    self.results["fanout"][f"{server}/memory"] = self._fanout(started, variants)
+                else:
+                    self._server_workloads(server, started)
             finally:
                 self._stop(started)
         url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -143,11 +162,14 @@ class Runner:
                 self.results["fanout"][key] = {"skipped": f"no Redis at {url}"}
                 self.log(f"[daphne] {layer}: skipped, no Redis at {url}")
                 continue
-            self.log(f"[2 daphne processes] {layer} layer: {', '.join(REDIS_VARIANTS)}")
-            started = self._start(REDIS_VARIANTS, "daphne", layer, copies=2)
+            variants = REDIS_VARIANTS + ((HISTORY_VARIANT,) if layer in HISTORY_LAYERS else ())
+            self.log(f"[2 daphne processes] {layer} layer: {', '.join(variants)}")
+            started = self._start(variants, "daphne", layer, copies=2)
             try:
-                self.results["fanout"][key] = self._fanout(started, REDIS_VARIANTS)
+                self.results["fanout"][key] = self._fanout(started, variants)
                 self.results["churn"][key] = self._churn(started)
+                if HISTORY_VARIANT in started:
+                    self.results["resume"][key] = self._resume(started, url)
             finally:
                 self._stop(started)
                 self._forget_redis_keys(url)
@@ -178,12 +200,40 @@ class Runner:
         targets = self._targets(started, "/echo", ECHO_VARIANTS)
         # Memory first, on fresh processes.
         self.results["memory"][server] = self._client({"workload": "memory", "targets": targets, **plan.memory}, 300)
-        self.results["echo"][server] = self._client({"workload": "echo", "targets": targets, **plan.echo}, 600)
+        echo = ECHO_VARIANTS + tuple(v for v in (METRICS_VARIANT,) if v in started)
+        echo_targets = self._targets(started, "/echo", echo)
+        self.results["echo"][server] = self._client({"workload": "echo", "targets": echo_targets, **plan.echo}, 600)
         self.results["handshake"][server] = self._client(
             {"workload": "handshake", "targets": targets, **plan.handshake}, 600
         )
-        self.results["fanout"][f"{server}/memory"] = self._fanout(started, FANOUT_VARIANTS)
+        self.results["fanout"][f"{server}/memory"] = self._fanout(started, tuple(started))
         self.results["churn"][f"{server}/memory"] = self._churn(started)
+        if HISTORY_VARIANT in started:
+            self.results["resume"][f"{server}/memory"] = self._resume(started, None)
+
+    def _resume(self, started: dict[str, list[Server]], redis_url: str | None) -> dict[str, Any]:
+        """Resume of ``messages`` missed messages in a room with history; with Redis, what the room's
+        stream and meta hash take in Redis once it holds them."""
+        targets = self._targets(started, "/fanout/", (HISTORY_VARIANT,))
+        result = self._client({"workload": "resume", "targets": targets, **self.plan.resume}, 600)
+        found = result.get(HISTORY_VARIANT)
+        if redis_url and isinstance(found, dict) and "room" in found:
+            found["redis_bytes"] = self._redis_bytes(redis_url, started[HISTORY_VARIANT][0], found["room"])
+        return result
+
+    @staticmethod
+    def _redis_bytes(url: str, server: Server, room: str) -> int:
+        """``MEMORY USAGE`` of ``room``'s history keys (stream + meta hash) on the ``history`` server."""
+        import redis
+
+        from ravyn_channels.rooms import group_name
+
+        base = f"{server.env['BENCH_PREFIX']}:history:{group_name(room, 'bench-history')}"  # apps/history.py
+        client = redis.Redis.from_url(url)
+        try:
+            return sum(int(client.memory_usage(key, samples=0) or 0) for key in (base, f"{base}:meta"))
+        finally:
+            client.close()
 
     def _churn(self, started: dict[str, list[Server]]) -> dict[str, Any]:
         """The handshake workload (connect, one message, close) into a room, presence off and on."""
@@ -197,3 +247,31 @@ class Runner:
             spec = {"workload": "fanout", "targets": targets, "clients": n, **self.plan.fanout}
             by_size[str(n)] = self._client(spec, 900)
         return by_size
+
+
+def fanout_summary(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A short table of an ``--only fanout`` run: every variant, and its ratio to the list loop."""
+    lines = [
+        f"# Fan-out only (`--only fanout`), {meta.get('date', '?')}, commit `{meta.get('commit', '?')}`, "
+        f"load {meta.get('load_start', (0,))[0]:.1f}",
+        "",
+        "| server | clients | variant | until last p50 ms | p99 ms | CPU ms (one) | broadcasts/s | slices "
+        "| CPU ms (sustained) | server, client CPU share | /s vs list loop | CPU list loop ÷ this |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, by_size in results["fanout"].items():
+        for size, variants in by_size.items():
+            base = variants.get("listloop", {})
+            for name, r in variants.items():
+                if "error" in r:
+                    lines.append(f"| {key} | {size} | {name} | error: {r['error']} |")
+                    continue
+                rate = r["broadcasts_per_s"] / base["broadcasts_per_s"] if base.get("broadcasts_per_s") else 0.0
+                cpu = base["cpu_ms_per_broadcast"] / r["cpu_ms_per_broadcast"] if "cpu_ms_per_broadcast" in base else 0
+                lines.append(
+                    f"| {key} | {size} | {name} | {r['until_last_p50_ms']:.1f} | {r['until_last_p99_ms']:.1f} "
+                    f"| {r['cpu_ms_per_broadcast_one']:.2f} | {r['broadcasts_per_s']:.1f} | {r['slices']} "
+                    f"| {r['cpu_ms_per_broadcast']:.2f} "
+                    f"| {r['server_cpu_share']:.0%}, {r.get('client_cpu_share', 0):.0%} | {rate:.2f}x | {cpu:.2f}x |"
+                )
+    return "\n".join(lines) + "\n"

@@ -28,6 +28,8 @@ APPS = {
     "listloop": "bench.apps.listloop:application",
     "topics": "bench.apps.topics:application",
     "presence": "bench.apps.presence:application",
+    "history": "bench.apps.history:application",
+    "metrics": "bench.apps.metrics:application",
 }
 
 

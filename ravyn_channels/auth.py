@@ -27,8 +27,9 @@ The token model (README "Token authentication"):
   generation, and a 16-hex digest derived from the user's password hash
   (an HMAC keyed with ``SECRET_KEY``; it reveals nothing about the password
   but changes when the password does). No username, no session key.
-- **Lifetime**: ``RAVYN_CHANNELS["TOKEN_MAX_AGE"]`` seconds (300) from issue,
-  checked at the handshake only: a connection it opened stays open past that.
+- **Lifetime**: ``RAVYN_CHANNELS["TOKEN_MAX_AGE"]`` seconds (300) from issue
+  (whole seconds), checked at the handshake; a connection it opened is closed
+  when it expires (1008, ``"token expired"``; ``CLOSE_ON_TOKEN_EXPIRY``).
 - **Void at the next handshake** when the password changes, the user is
   deactivated or deleted, or the user's tokens are revoked.
 - **Revocation**: ``revoke_tokens(user)`` moves the user's generation on (one
@@ -37,17 +38,17 @@ The token model (README "Token authentication"):
   (``user_logged_out``; ``TOKEN_REVOKE_ON_LOGOUT``); a password saved with
   ``set_password`` sends ``tokens_revoked`` too.
 - **Open connections**: the receiver of ``tokens_revoked`` installed here
-  closes this process's connections opened with a token of that user (1008,
-  reason ``"token revoked"``). Other processes are not reached: connect your
-  own receiver to ``tokens_revoked`` to tell them.
+  closes the connections authenticated by a token of that user on every
+  process (1008, reason ``"token revoked"``; ``CLOSE_ON_TOKEN_REVOKE``), with
+  one ``ravyn.close`` event of ``ravyn_channels.ops`` marked ``token``, sent once
+  the transaction commits. The user's sockets authenticated by a session stay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import weakref
+import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -57,20 +58,23 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from . import status
+from . import ops, status
 from .params import Query
 from .safetext import escape
-from .websocket import WebSocket, WebSocketException, WebSocketState
+from .websocket import WebSocket, WebSocketException
 
 __all__ = [
+    "EXPIRED_REASON",
     "REVOKED_REASON",
     "SCHEME",
+    "TOKEN_CLOSE_CODE",
     "aissue_token",
     "arevoke_tokens",
     "bearer_token",
     "close_token_sockets",
     "issue_token",
     "revoke_tokens",
+    "set_token_user",
     "token_subprotocol",
     "token_user",
     "tokens_revoked",
@@ -81,14 +85,17 @@ logger = logging.getLogger("ravyn_channels")
 
 #: The subprotocol entry that announces a token: ``["bearer", token]``.
 SCHEME = "bearer"
+#: The close code of a connection whose token was revoked or expired.
+TOKEN_CLOSE_CODE = status.WS_1008_POLICY_VIOLATION
 #: The close reason of a connection whose token was revoked (code 1008).
 REVOKED_REASON = "token revoked"
+#: The close reason of a connection whose token expired (code 1008).
+EXPIRED_REASON = "token expired"
 _SALT = "ravyn_channels.auth.token"
 
 #: Sent with ``user_key=str(user.pk)`` when a user's tokens are revoked (``revoke_tokens``,
-#: logout) or their password changed. The receiver installed by ravyn_channels closes this
-#: process's connections opened with a token of that user; connect your own to reach other
-#: processes (the receiver may run in any thread).
+#: logout) or their password changed. The receiver installed by ravyn_channels closes the
+#: connections authenticated by a token of that user on every process (``CLOSE_ON_TOKEN_REVOKE``).
 tokens_revoked = Signal()
 
 
@@ -106,6 +113,11 @@ def _key(user: Any) -> str:
 def _password_digest(user: Any) -> str:
     """Changes with the password; reveals nothing of the session auth hash it is derived from."""
     return salted_hmac(_SALT + ".password", user.get_session_auth_hash(), algorithm="sha256").hexdigest()[:16]
+
+
+def _issued_at(token: str) -> float:
+    """The Unix time (whole seconds) a token from ``issue_token`` was signed: ``payload.time.signature``."""
+    return float(signing.b62_decode(token.rsplit(".", 2)[-2]))
 
 
 def _generation(key: str) -> int:
@@ -175,8 +187,9 @@ def revoke_tokens(user: Any) -> None:
     """Void every token issued to ``user`` (a user or its ``pk``) so far, and send ``tokens_revoked``.
 
     New handshakes with those tokens are refused on every process (the
-    generation is in the database); this process's open connections that came
-    with such a token close with 1008 at once. Tokens issued afterwards work.
+    generation is in the database); open connections authenticated by a token
+    of the user close with 1008 ``"token revoked"`` on every process once the
+    transaction commits (``CLOSE_ON_TOKEN_REVOKE``). Tokens issued afterwards work.
     """
     from .models import TokenGeneration
 
@@ -194,73 +207,86 @@ async def arevoke_tokens(user: Any) -> None:
     await sync_to_async(revoke_tokens)(user)
 
 
-# -- this process's connections opened with a token ------------------------------------------
+# -- open connections authenticated by a token ------------------------------------------------
 
-_open: dict[str, weakref.WeakKeyDictionary[WebSocket, asyncio.AbstractEventLoop]] = {}
-_open_lock = threading.Lock()
-_closing: set[asyncio.Task[None]] = set()
+_expiring: set[asyncio.Task[None]] = set()
 
 
-def _register(key: str, websocket: WebSocket) -> None:
-    loop = asyncio.get_running_loop()
-    with _open_lock:
-        _open.setdefault(key, weakref.WeakKeyDictionary())[websocket] = loop
+def close_token_sockets(user: Any, code: int = TOKEN_CLOSE_CODE, reason: str = REVOKED_REASON) -> None:
+    """Close every connection authenticated by a token of ``user`` (a user or its ``pk``), on every process.
 
-    async def forget() -> None:
-        with _open_lock:
-            sockets = _open.get(key)
-            if sockets is not None:
-                sockets.pop(websocket, None)
-                if not sockets:
-                    del _open[key]
-
-    if websocket.consumer is not None:
-        websocket.consumer.on_close(forget)
-
-
-def close_token_sockets(
-    user_key: str, code: int = status.WS_1008_POLICY_VIOLATION, reason: str = REVOKED_REASON
-) -> int:
-    """Close this process's connections opened with a token of ``user_key`` (``str(pk)``); returns how many.
-
-    Callable from any thread. The handler sees ``WebSocketDisconnect(code)`` at its next receive.
+    What the receiver of ``tokens_revoked`` calls (through the channel layer, as
+    ``ops.disconnect_user`` does); call it yourself when your own tokens (a JWT
+    deny-list) end. Connections of that user authenticated otherwise (a session
+    cookie) stay open. Sync: from async code use ``ops.send_event(ops.user_event(..., token=True))``.
     """
-    with _open_lock:
-        sockets = list((_open.get(str(user_key)) or {}).items())
-    for websocket, loop in sockets:
-        try:
-            loop.call_soon_threadsafe(_start_close, websocket, code, reason)
-        except RuntimeError:  # its loop is closed: the connection is gone already
-            pass
-    return len(sockets)
+    ops.send_event_sync(ops.user_event(_key(user), code, reason, token=True))
 
 
-def _start_close(websocket: WebSocket, code: int, reason: str) -> None:
-    task = asyncio.ensure_future(_close(websocket, code, reason))
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+def set_token_user(websocket: WebSocket, user: Any, *, expires_at: float | None = None) -> None:
+    """Make ``user`` the connection's user, authenticated by a token (for your own token dependencies).
+
+    ``websocket.user`` becomes ``user``; the connection is closed by a revocation
+    of the user's tokens (``CLOSE_ON_TOKEN_REVOKE``) and, when ``expires_at`` (a Unix
+    time) is given, at that time (``CLOSE_ON_TOKEN_EXPIRY``), with 1008 and
+    ``"token revoked"`` / ``"token expired"``. Call it from a dependency, as
+    ``token_user`` does: the connection is registered for closing with the user
+    it has when the handler starts.
+    """
+    websocket.scope["user"] = user  # type: ignore[index]
+    websocket.scope[ops.TOKEN_SCOPE_KEY] = expires_at  # type: ignore[index]
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if websocket.close_code is not None or websocket.application_state is WebSocketState.DISCONNECTED:
-        return
+def start_expiry_timer(websocket: WebSocket) -> None:
+    """At accept (called by the consumer): close the connection when its token expires.
+
+    One ``call_later`` per token connection, cancelled when the connection
+    ends; nothing for connections without a token or with ``CLOSE_ON_TOKEN_EXPIRY`` off.
+    """
+    from .conf import get_settings
+
+    expires_at = websocket.scope.get(ops.TOKEN_SCOPE_KEY)
     consumer = websocket.consumer
-    if consumer is None or websocket.application_state is not WebSocketState.CONNECTED:
-        await websocket.close(code, reason)
+    if not isinstance(expires_at, (int, float)) or consumer is None or not get_settings().CLOSE_ON_TOKEN_EXPIRY:
         return
-    path, handler = websocket.scope.get("path"), consumer.route.qualname
-    logger.info("Closing websocket %s (%s) with %d: %s.", escape(path), handler, code, escape(reason))
-    # As the consumer closes for an oversized frame: the close frame, then WebSocketDisconnect(code)
-    # at the handler's next receive.
-    websocket.application_state = WebSocketState.DISCONNECTED
-    await consumer._send({"type": "websocket.close", "code": code, "reason": reason})
-    websocket._client_gone(code, reason)
-    consumer.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
-    consumer._closing = True
+    handle = asyncio.get_running_loop().call_later(max(0.0, expires_at - time.time()), _expire, websocket)
+
+    async def cancel() -> None:
+        handle.cancel()
+
+    consumer.on_close(cancel)
+
+
+def _expire(websocket: WebSocket) -> None:
+    task = asyncio.ensure_future(_close_expired(websocket))
+    _expiring.add(task)
+    task.add_done_callback(_expiring.discard)
+
+
+async def _close_expired(websocket: WebSocket) -> None:
+    if await ops.close_socket(websocket, TOKEN_CLOSE_CODE, EXPIRED_REASON):
+        logger.info(
+            "Closed websocket %s (%s) with %d: %s",
+            escape(websocket.scope.get("path", "?")),
+            websocket.handler_name,
+            TOKEN_CLOSE_CODE,
+            EXPIRED_REASON,
+        )
 
 
 def _on_revoked(sender: Any, user_key: str, **kwargs: Any) -> None:
-    close_token_sockets(user_key)
+    from django.db import DEFAULT_DB_ALIAS, router, transaction
+    from django.db.models import Model
+
+    from .conf import get_settings
+
+    if not get_settings().CLOSE_ON_TOKEN_REVOKE:
+        return
+    event = ops.user_event(user_key, TOKEN_CLOSE_CODE, REVOKED_REASON, token=True)
+    using = router.db_for_write(sender) if isinstance(sender, type) and issubclass(sender, Model) else None
+    # Once the revocation (or the new password) is committed: a client that reconnects at once
+    # with the old token is refused.
+    transaction.on_commit(lambda: ops.send_event_logged(event), using=using or DEFAULT_DB_ALIAS)
 
 
 def _on_logout(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
@@ -306,12 +332,14 @@ async def token_user(websocket: WebSocket, token: str | None = Query(None)) -> A
     Refuses the handshake when the token is missing or invalid; otherwise
     sets ``websocket.user`` (what the route's permissions see) and returns it.
     """
+    from .conf import get_settings
+
     raw = bearer_token(websocket) or token
     if not raw:
         raise WebSocketException(reason="no token: offer ['bearer', token] as subprotocols or send ?token=")
     user = await user_from_token(raw)
     if user is None:
         raise WebSocketException(reason="invalid or expired token")
-    websocket.scope["user"] = user  # type: ignore[index]
-    _register(str(user.pk), websocket)
+    expires_at = _issued_at(raw) + get_settings().TOKEN_MAX_AGE
+    set_token_user(websocket, user, expires_at=expires_at)
     return user

@@ -10,7 +10,10 @@
 
 The socket reconnects by itself (exponential backoff with jitter) and rejoins
 every topic it had joined; it does not retry after a refused handshake or a
-policy close (1008). Heartbeats keep it alive and detect a dead connection.
+policy close (1008). On a topic with history the channel keeps the last
+``position`` it received and sends it when it rejoins: the server replays what
+was missed, in order, once, or pushes a ``resync`` event (``room.on("resync", ...)``)
+when it cannot, so the application reloads its state. Heartbeats keep it alive and detect a dead connection.
 Needs the ``websockets`` package (``pip install ravyn-channels[client]``).
 """
 
@@ -18,21 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
+from .client_channel import Channel
 from .topics.protocol import PROTOCOL, SOCKET_TOPIC, ReplyError
 
 __all__ = ["Channel", "HandshakeRefused", "ReplyError", "Socket", "backoff_delay"]
 
 logger = logging.getLogger("ravyn_channels.client")
-
-Handler = Callable[[Any], Awaitable[None] | None]
 
 #: Close codes after which the client does not reconnect (policy violation: refused by the server).
 NO_RETRY_CODES = frozenset({1008})
@@ -50,101 +51,6 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     """Seconds to wait before reconnect ``attempt`` (1, 2, ...): ``base·2^(attempt-1)`` capped, half of it random."""
     ceiling = min(cap, base * float(2 ** max(0, attempt - 1)))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-class Channel:
-    """One topic on a ``Socket``: ``join``, ``push``, ``on(event)``, ``leave``."""
-
-    def __init__(self, socket: Socket, topic: str):
-        self.socket = socket
-        self.topic = topic
-        #: ``closed``, ``joining``, ``joined``, ``leaving`` or ``errored`` (a rejoin was refused).
-        self.state = "closed"
-        self.join_payload: Any = None
-        self._handlers: dict[str, list[Handler]] = {}
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
-        #: Members of a topic with presence, as last known: ``{connection_id: info}``.
-        self.presence: dict[str, Any] = {}
-        #: How many times the server accepted a join of this channel (first join and rejoins).
-        self.joins = 0
-
-    def on(self, event: str, handler: Handler | None = None) -> Any:
-        """Call ``handler(payload)`` for each ``event`` pushed on this topic (also a decorator)."""
-
-        def add(func: Handler) -> Handler:
-            self._handlers.setdefault(event, []).append(func)
-            return func
-
-        return add(handler) if handler is not None else add
-
-    async def join(self, payload: Any = None, timeout: float | None = None) -> Any:
-        """Join the topic; the join handler's reply, or ``ReplyError`` when refused.
-
-        After a reconnect the socket joins again with the same payload.
-        """
-        self.join_payload = {} if payload is None else payload
-        self.state = "joining"
-        try:
-            response = await self.socket._request(self.topic, "join", self.join_payload, timeout)
-        except BaseException:
-            self.state = "closed"
-            raise
-        self.state = "joined"
-        self.joins += 1
-        return response
-
-    async def leave(self, timeout: float | None = None) -> None:
-        """Leave the topic (and stop rejoining it)."""
-        self.state = "leaving"
-        try:
-            await self.socket._request(self.topic, "leave", {}, timeout)
-        finally:
-            self.state = "closed"
-            self.presence = {}
-
-    async def push(self, event: str, payload: Any = None, timeout: float | None = None) -> Any:
-        """Send ``event`` and wait for the reply's ``response`` (``ReplyError``, ``TimeoutError``)."""
-        return await self.socket._request(self.topic, event, {} if payload is None else payload, timeout)
-
-    async def send(self, event: str, payload: Any = None) -> None:
-        """Send ``event`` without asking for a reply."""
-        await self.socket._send({"topic": self.topic, "event": event, "payload": {} if payload is None else payload})
-
-    async def receive(self, event: str | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """The next frame pushed on this topic (``event`` only, if given), as ``{"event", "payload"}``."""
-        async with asyncio.timeout(timeout if timeout is not None else self.socket.timeout):
-            while True:
-                frame = await self._inbox.get()
-                if event is None or frame["event"] == event:
-                    return frame
-
-    async def _dispatch(self, frame: dict[str, Any]) -> None:
-        event, payload = frame.get("event"), frame.get("payload")
-        if event == "presence" and isinstance(payload, dict):
-            _apply_presence(self.presence, payload)
-        if self._inbox.full():
-            self._inbox.get_nowait()  # nobody reads receive(): keep the newest
-        self._inbox.put_nowait({"event": event, "payload": payload})
-        for handler in self._handlers.get(str(event), ()):
-            try:
-                result = handler(payload)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("Handler of %r on %r failed", event, self.topic)
-
-    def __repr__(self) -> str:
-        return f"<Channel {self.topic!r} {self.state}>"
-
-
-def _apply_presence(members: dict[str, Any], change: dict[str, Any]) -> None:
-    if change.get("type") == "presence_state":
-        members.clear()
-        members.update(change.get("members") or {})
-    elif change.get("type") == "presence_diff":
-        for cid in change.get("leaves") or {}:
-            members.pop(cid, None)
-        members.update(change.get("joins") or {})
 
 
 class Socket:
@@ -324,17 +230,28 @@ class Socket:
         return code
 
     async def _rejoin(self) -> None:
-        for channel in list(self.channels.values()):
-            if channel.state in ("joined", "errored") and channel.joins:
+        pending = [c for c in self.channels.values() if c.state in ("joined", "errored") and c.joins]
+        attempt = 0
+        while pending:
+            later = []
+            for channel in pending:
                 try:
-                    await self._request(channel.topic, "join", channel.join_payload, None)
+                    await channel._join(None)
                     channel.state = "joined"
                     channel.joins += 1
                 except ReplyError as exc:
                     channel.state = "errored"
-                    logger.warning("Rejoin of %r refused: %s", channel.topic, exc.reason)
+                    if exc.retry:  # e.g. the history store is unreachable for a moment: try again
+                        later.append(channel)
+                        logger.info("Rejoin of %r failed (%s); retrying", channel.topic, exc.reason)
+                    else:
+                        logger.warning("Rejoin of %r refused: %s", channel.topic, exc.reason)
                 except (ConnectionError, TimeoutError):
                     return  # the connection dropped again; the next one rejoins
+            pending = later
+            if pending:
+                attempt += 1
+                await asyncio.sleep(self.backoff(attempt))
 
     async def _beat(self, ws: Any) -> None:
         while True:
@@ -374,7 +291,16 @@ class Socket:
         except Exception as exc:
             raise ConnectionError(f"could not send on {self.url}: {exc!r}") from None
 
-    async def _request(self, topic: str, event: str, payload: Any, timeout: float | None) -> Any:
+    async def _request(
+        self,
+        topic: str,
+        event: str,
+        payload: Any,
+        timeout: float | None,
+        extra: dict[str, Any] | None = None,
+        whole: bool = False,
+    ) -> Any:
+        """Send a frame (plus ``extra`` top-level keys); the reply's response (``whole``: the reply frame)."""
         if self._stopped.is_set():
             raise ConnectionError(f"socket to {self.url} is closed: {self.error}")
         ref = str(next(self._refs))
@@ -382,14 +308,14 @@ class Socket:
         self._replies[ref] = future
         try:
             async with asyncio.timeout(timeout if timeout is not None else self.timeout):
-                await self._send({"topic": topic, "event": event, "payload": payload, "ref": ref})
+                await self._send({"topic": topic, "event": event, "payload": payload, "ref": ref, **(extra or {})})
                 frame = await future
         finally:
             self._replies.pop(ref, None)
         reply = frame.get("payload") or {}
         if reply.get("status") != "ok":
             raise ReplyError(topic, event, reply.get("response"))
-        return reply.get("response")
+        return frame if whole else reply.get("response")
 
     def _fail_replies(self, error: BaseException) -> None:
         replies, self._replies = self._replies, {}

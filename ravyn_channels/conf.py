@@ -69,6 +69,12 @@ class Settings:
     TOKEN_MAX_AGE: float = 300.0
     #: Revoke a user's tokens (``ravyn_channels.auth.revoke_tokens``) when they log out.
     TOKEN_REVOKE_ON_LOGOUT: bool = True
+    #: Close the connections authenticated by a token of a user on every process when the
+    #: user's tokens are revoked (``revoke_tokens``, logout, password change): 1008 "token revoked".
+    CLOSE_ON_TOKEN_REVOKE: bool = True
+    #: Close a connection authenticated by a token when the token expires (``TOKEN_MAX_AGE``
+    #: after it was issued): 1008 "token expired". ``False``: the token is checked at the handshake only.
+    CLOSE_ON_TOKEN_EXPIRY: bool = True
     #: Presence (``ConnectionManager(presence=True)``): seconds within which the
     #: connections of a process that died without closing them (SIGKILL, power
     #: loss, lost network) leave ``count``/``members`` and are announced as left.

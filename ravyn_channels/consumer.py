@@ -21,7 +21,7 @@ from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings as django_settings
 
-from . import limits, metrics, ops, servers, status
+from . import auth, limits, metrics, ops, servers, status
 from .conf import get_settings
 from .denial import WebSocketDenial
 from .origins import allowed_origins, origin_refusal
@@ -143,6 +143,7 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._limiter: limits.MessageLimiter | None = None
         self._counts: metrics.RouteCounts | None = None
         self._opened = False
+        self._accepted = False
 
     # -- ASGI entry point -----------------------------------------------------------------
 
@@ -324,6 +325,9 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 self._opened = True
                 counts.open += 1
                 metrics.handshake(self.route.path, "accepted")
+        if message["type"] == "websocket.accept" and not self._accepted:
+            self._accepted = True
+            auth.start_expiry_timer(self.websocket)  # a token connection closes when its token expires
         if message["type"] == "websocket.close":
             code = message.get("code")
             if code is not None:

@@ -22,12 +22,12 @@ from . import metrics
 from .conf import get_settings
 from .history.relay import Relay
 from .layers import idle_timeout, new_process_channel, prepare_layer
-from .outbox import behind, post
+from .outbox import behind, post, ready
 from .presence import PRESENCE, timings
 from .presence.store import open_backend
 from .presence.tracker import Tracker
 from .rooms import PRIVATE_PREFIX
-from .websocket import Message, WebSocket, WebSocketState
+from .websocket import Message, WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["BROADCAST", "HANDLERS", "MAINTENANCE_INTERVAL", "PERSONAL", "USER"]
 
@@ -191,7 +191,13 @@ class _Hub:
         for ws in list(members):
             if ws in skip or ws.application_state is not WebSocketState.CONNECTED or ws.close_code is not None:
                 continue
-            if await post(ws, message):
+            if ready(ws):  # the common case, without one more coroutine per member
+                try:
+                    await ws.send(message)
+                except (WebSocketDisconnect, OSError):  # gone (uvicorn's ClientDisconnected is an OSError)
+                    continue
+                sent += 1
+            elif await post(ws, message):
                 sent += 1
         if behind():
             await self._let_writes_out()

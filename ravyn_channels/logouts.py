@@ -15,10 +15,8 @@ never raised into the logout or the save.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.db import router, transaction
 
 from . import ops
@@ -26,22 +24,8 @@ from .conf import get_settings
 
 __all__ = ["connect_signals"]
 
-logger = logging.getLogger("ravyn_channels")
-
 #: Saves that only touch these fields cannot end a login.
 _WATCHED = frozenset({"password", "is_active"})
-
-
-def _send(event: dict[str, Any]) -> None:
-    if get_channel_layer(get_settings().CHANNEL_LAYER) is None:
-        return  # no layer, no websockets to close
-    try:
-        ops.send_event_sync(event)
-    except Exception as exc:
-        logger.error(
-            "Could not close the websockets of user %s (%s): the channel layer failed (%r).",
-            event.get("user"), event.get("reason"), exc,
-        )
 
 
 def _logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
@@ -49,7 +33,8 @@ def _logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: An
         return
     session = getattr(request, "session", None)
     key = getattr(session, "session_key", None)
-    _send(ops.user_event(user, ops.SESSION_END_CODE, "logged out", session=key if isinstance(key, str) else None))
+    session_key = key if isinstance(key, str) else None
+    ops.send_event_logged(ops.user_event(user, ops.SESSION_END_CODE, "logged out", session=session_key))
 
 
 def _user_saved(
@@ -68,7 +53,7 @@ def _user_saved(
             return
         # Closes only the sockets whose user had another hash: a password change.
         event.update(hash=str(get_hash()), reason="password changed")
-    transaction.on_commit(lambda: _send(event), using=router.db_for_write(sender))
+    transaction.on_commit(lambda: ops.send_event_logged(event), using=router.db_for_write(sender))
 
 
 def connect_signals() -> None:

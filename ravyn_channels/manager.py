@@ -242,7 +242,9 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
                 users = private_group(self._all)
                 groups.add(users)
                 await hub.join(users, websocket)
-        sub = self._history_subscribe(hub, group, websocket)
+        # Already in the room (connect again, e.g. to add presence): no second replay.
+        rejoin = group is not None and groups is not None and self.group_name(group) in groups
+        sub = None if rejoin else self._history_subscribe(hub, group, websocket)
         joined = []
         for name in (self._all, *(() if group is None else (self.group_name(group),))):
             if name not in groups:
@@ -363,19 +365,24 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
         message: Any,
         group: Room | None = None,
         exclude: WebSocket | Iterable[WebSocket] | None = None,
+        *,
+        history: bool = True,
     ) -> None:
         """Send ``message`` to every member of ``group`` (default: all) on every process.
 
         ``str`` goes as a text frame, ``bytes`` as binary, dict/list as JSON text.
         ``exclude`` skips one socket or several (typically the sender). If the
         channel layer fails (Redis down), this process's members still get it and
-        one ERROR is logged; the call does not raise.
+        one ERROR is logged; the call does not raise. ``history=False`` in a room
+        with history sends a plain frame that is not kept (no position, never
+        replayed: typing indicators and other passing signals).
         """
         frame = _frame(message)
         name = self.group_name(group)
         hub = await self._hub()
         skip = () if exclude is None else (exclude,) if isinstance(exclude, WebSocket) else tuple(exclude)
-        if self._history is not None and await self._history_publish(hub, group, name, message, frame, skip):
+        keep = history and self._history is not None
+        if keep and await self._history_publish(hub, group, name, message, frame, skip):
             return
         await hub.deliver(name, frame, skip)
         if hub.alone_in(name):
@@ -384,9 +391,7 @@ class ConnectionManager(PresenceMixin, HistoryMixin):
             event = {"type": BROADCAST, "group": name, "origin": hub.channel, **frame}
             await hub.layer.group_send(name, metrics.stamp(event))
         except Exception as exc:
-            logger.error(
-                "Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc
-            )
+            logger.error("Broadcast to %r reached this process only: the channel layer failed (%r).", group, exc)
 
     async def send_personal_message(self, message: Any, websocket: WebSocket | str) -> None:
         """Send ``message`` to one socket: a ``WebSocket``, or a ``connection_id`` on any process."""

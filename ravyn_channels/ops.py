@@ -14,7 +14,9 @@ When a login ends (``CLOSE_ON_LOGOUT``, on by default), Django's signals send
 the same event: ``user_logged_out`` closes the sockets of that session (all the
 user's sockets when the request had no session), and a save of the user that
 deactivates it or changes its password closes the user's sockets opened before
-(their session auth hash no longer matches).
+(their session auth hash no longer matches). A revoked token
+(``ravyn_channels.auth``, ``CLOSE_ON_TOKEN_REVOKE``) sends it too, marked
+``token``: only the user's sockets authenticated by a token close.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ OPS_GROUP = private_group("ravyn.ops")
 #: The close code a client sees when its login ended (logout, deactivation, password change).
 SESSION_END_CODE = status.WS_1008_POLICY_VIOLATION
 DEFAULT_CODE = status.WS_1008_POLICY_VIOLATION
+#: The scope key a token dependency sets (``ravyn_channels.auth.set_token_user``): the
+#: token's expiry as a Unix time, or ``None``. Its presence marks a token-authenticated socket.
+TOKEN_SCOPE_KEY = "ravyn_channels.token_expires"
 
 
 @dataclass
@@ -63,6 +68,7 @@ class _Info:
     user: str | None
     session: str | None
     auth_hash: str | None
+    token: bool = False
 
 
 class _Registry:
@@ -100,7 +106,7 @@ def _describe(scope: Mapping[str, Any]) -> _Info:
             auth_hash = str(get_hash())
     session = scope.get("session")
     key = getattr(session, "session_key", None) if session is not None else None
-    return _Info(user_id, key if isinstance(key, str) else None, auth_hash)
+    return _Info(user_id, key if isinstance(key, str) else None, auth_hash, TOKEN_SCOPE_KEY in scope)
 
 
 async def track(ws: WebSocket) -> None:
@@ -204,6 +210,8 @@ def _select(hub: _Hub, event: dict[str, Any]) -> list[WebSocket]:
             continue
         if isinstance(auth_hash, str) and not event.get("inactive") and info.auth_hash == auth_hash:
             continue
+        if event.get("token") and not info.token:
+            continue  # a revoked token: sockets authenticated otherwise (a session) stay
         chosen.append(ws)
     return chosen
 
@@ -308,14 +316,23 @@ async def _send(event: dict[str, Any], layer_alias: str | None = None) -> None:
 
 
 def user_event(
-    user: Any, code: int, reason: str, *, manager: str | None = None, session: str | None = None
+    user: Any,
+    code: int,
+    reason: str,
+    *,
+    manager: str | None = None,
+    session: str | None = None,
+    token: bool = False,
 ) -> dict[str, Any]:
-    """The ``ravyn.close`` event for every socket of ``user`` (through ``manager``'s group, of ``session``)."""
+    """The ``ravyn.close`` event for every socket of ``user`` (through ``manager``'s group, of ``session``,
+    authenticated by a token when ``token``)."""
     event: dict[str, Any] = {"type": CLOSE, "user": user_key(user), "code": code, "reason": reason}
     if manager is not None:
         event["manager"] = manager
     if session is not None:
         event["session"] = session
+    if token:
+        event["token"] = True
     return event
 
 
@@ -371,3 +388,19 @@ async def send_event(event: dict[str, Any], layer_alias: str | None = None) -> N
 def send_event_sync(event: dict[str, Any], layer_alias: str | None = None) -> None:
     """``send_event`` for sync code."""
     async_to_sync(_send)(event, layer_alias)
+
+
+def send_event_logged(event: dict[str, Any]) -> None:
+    """``send_event_sync`` for signal receivers: nothing without a channel layer (no sockets to close);
+    a layer failure is logged as an ERROR, never raised into the logout, save or revocation."""
+    if get_channel_layer(get_settings().CHANNEL_LAYER) is None:
+        return
+    try:
+        send_event_sync(event)
+    except Exception as exc:
+        logger.error(
+            "Could not close the websockets of user %s (%s): the channel layer failed (%r).",
+            event.get("user"),
+            event.get("reason"),
+            exc,
+        )

@@ -34,7 +34,7 @@ from . import servers
 from .conf import get_settings
 from .websocket import Message, WebSocket, WebSocketDisconnect
 
-__all__ = ["behind", "post"]
+__all__ = ["behind", "post", "ready"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -79,21 +79,28 @@ def _server_protocol(ws: WebSocket) -> Any:
     return None
 
 
+def ready(ws: WebSocket) -> bool:
+    """Whether a message to ``ws`` can be sent now without waiting: no outbox, and the server takes more."""
+    if ws in _boxes:
+        return False
+    protocol = _server_protocol(ws)
+    return protocol is None or bool(protocol.writable.is_set())
+
+
 async def post(ws: WebSocket, message: Message) -> bool:
     """Send ``message`` to ``ws`` now, or queue it in ``ws``'s outbox; never waits for the client.
 
     Returns whether the message was sent or queued (``False``: the socket has gone).
     """
     global _behind
+    if ready(ws):
+        try:
+            await ws.send(message)  # does not wait: daphne never does, uvicorn is writable
+        except (WebSocketDisconnect, OSError):  # uvicorn's ClientDisconnected is an OSError
+            return False
+        return True
     box = _boxes.get(ws)
     if box is None:
-        protocol = _server_protocol(ws)
-        if protocol is None or protocol.writable.is_set():
-            try:
-                await ws.send(message)  # does not wait: daphne never does, uvicorn is writable
-            except (WebSocketDisconnect, OSError):  # uvicorn's ClientDisconnected is an OSError
-                return False
-            return True
         box = _boxes[ws] = _Outbox()
     _behind = True
     size = _size(message)

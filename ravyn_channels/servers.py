@@ -22,12 +22,9 @@ in a few precise places, each fixed here by wrapping one daphne method:
   1007, 1009), the application hears that code, even if the client never replied.
 - ``HTTPFactory.buildProtocol``: a connection must send its whole request head (the
   websocket upgrade) within ``HANDSHAKE_TIMEOUT`` seconds, however slowly it trickles.
-- Writes (every frame: data, close, pong) go to the socket at once when
-  nothing is waiting in Twisted's buffer, as asyncio's own transports do;
-  only what the kernel does not take is left to Twisted. Twisted alone
-  registers the socket for writing and writes it on the next loop turn, once
-  per frame when the application yields between frames: a broadcast to N
-  clients then costs 2N ``epoll_ctl`` calls and N reactor callbacks more.
+- Writes (every frame: data, close, pong) are framed once per message, gathered
+  per connection during a loop turn and sent in one ``send`` at its end; only what
+  the kernel does not take is left to Twisted (``writes.py``).
 - ``Server.create_application``: the application's input queue pauses reading
   from the socket while ``RECEIVE_QUEUE_LIMIT`` messages wait, so a flooding
   client meets TCP backpressure instead of growing the server's memory.
@@ -60,11 +57,12 @@ from functools import partial
 from http import HTTPStatus
 from typing import Any
 
-from . import metrics, status
+from . import metrics, status, writes
 from .conf import fragment_limit, get_settings
 from .safetext import escape
+from .writes import take_backlog
 
-__all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter"]
+__all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter", "take_backlog"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -114,14 +112,6 @@ class FlowControlQueue(asyncio.Queue):  # type: ignore[type-arg]
         return item
 
 
-def _unsent_bytes(transport: Any) -> int:
-    """Bytes a Twisted TCP transport has accepted but not yet written to the socket."""
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
-    except AttributeError:  # not a Twisted FileDescriptor transport
-        return 0
-
-
 def _path(protocol: Any) -> str:
     request = getattr(protocol, "request", None)
     return str(getattr(request, "path", "?"))
@@ -130,44 +120,6 @@ def _path(protocol: Any) -> str:
 def _client(protocol: Any) -> str:
     addr = getattr(protocol, "client_addr", None)
     return escape(f"{addr[0]}:{addr[1]}") if addr else "?"  # daphne --proxy-headers: client-written
-_backlog = False
-
-
-def take_backlog() -> bool:
-    """Whether a write since the last call was left to Twisted's buffer (the client is behind); resets it."""
-    global _backlog
-    was, _backlog = _backlog, False
-    return was
-
-
-def _write_now(transport: Any, later: Any, data: bytes) -> None:
-    """``transport.write`` that sends at once when Twisted holds nothing unsent (order is kept)."""
-    global _backlog
-    if (
-        transport.connected
-        and not transport.disconnecting
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-        and data
-    ):
-        sent = transport.writeSomeData(data)
-        if isinstance(sent, int) and sent > 0:
-            if sent == len(data):
-                return
-            data = data[sent:]
-        # Nothing sent (kernel buffer full) or the connection failed: Twisted
-        # buffers it, and its next write attempt reports a lost connection.
-    _backlog = True
-    later(data)
-
-
-def _write_eagerly(protocol: Any) -> None:
-    """Route ``protocol``'s writes through ``_write_now`` (plain TCP transports only, not TLS)."""
-    from twisted.internet.tcp import Connection
-
-    transport = protocol.transport
-    if isinstance(transport, Connection) and "write" not in vars(transport):
-        transport.write = partial(_write_now, transport, transport.write)  # type: ignore[method-assign]
 
 
 def _send(protocol: Any, message: dict[str, Any]) -> None:
@@ -181,7 +133,7 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
         return  # dropped for SEND_BUFFER_LIMIT: the abort is under way, the disconnect follows
     limit = get_settings().SEND_BUFFER_LIMIT
     if limit is not None:
-        unsent = _unsent_bytes(protocol.transport)
+        unsent = writes.unsent_bytes(protocol.transport)
         if unsent > limit:
             protocol._rc_dropped = True
             logger.warning(
@@ -195,10 +147,14 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
             protocol.transport.abortConnection()
             metrics.event("slow_reader_drops")
             return
-    if data_bytes is not None:
-        protocol.sendMessage(bytes(data_bytes), True)
-    elif data_text is not None:
-        protocol.sendMessage(data_text.encode("utf-8"), False)
+    data = data_bytes if data_bytes is not None else data_text
+    if data is None:
+        return
+    payload, frame = writes.framed(data)
+    if writes.plain(protocol, len(payload)):
+        protocol.transport.write(frame)
+    else:
+        protocol.sendMessage(payload, data_bytes is not None)
 
 
 _warned_proxy_headers = False
@@ -439,7 +395,7 @@ def install_daphne_adapter() -> bool:
             logger.info("Refused websocket %s: non-ASCII Sec-WebSocket-Protocol header", escape(request.path))
             raise ConnectionDeny(400, "Sec-WebSocket-Protocol must be ASCII")  # type: ignore[no-untyped-call]
         self.failByDrop = False
-        _write_eagerly(self)
+        writes.write_eagerly(self)
         self.maxMessagePayloadSize = self.maxFramePayloadSize = get_settings().MAX_MESSAGE_SIZE
         return original_connect(self, request)
 
@@ -503,8 +459,7 @@ def install_daphne_adapter() -> bool:
         limit = fragment_limit(get_settings())
         if self._rc_fragments > limit:
             logger.warning(
-                "Closing websocket %s from %s with 1009: a message in more than %d fragments "
-                "(MAX_MESSAGE_FRAGMENTS).",
+                "Closing websocket %s from %s with 1009: a message in more than %d fragments (MAX_MESSAGE_FRAGMENTS).",
                 _path(self),
                 _client(self),
                 limit,
@@ -526,7 +481,7 @@ def install_daphne_adapter() -> bool:
             return  # dropped already: the rest of this read's pings get no pong and no WARNING
         limit = get_settings().SEND_BUFFER_LIMIT
         if limit is not None and self.state == AutobahnProtocol.STATE_OPEN:
-            unsent = _unsent_bytes(self.transport)
+            unsent = writes.unsent_bytes(self.transport)
             if unsent > limit:
                 self._rc_dropped = True
                 logger.warning(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 
-from ravyn_channels import Inject, WebSocket, websocket
+from ravyn_channels import Inject, Query, WebSocket, websocket
 from ravyn_channels.auth import aissue_token, bearer_token, issue_token, token_subprotocol, token_user, user_from_token
 from ravyn_channels.permissions import IsAuthenticated
 from ravyn_channels.testing import HandshakeRefused, connect
@@ -188,3 +190,104 @@ async def test_revocation_close_log_line_escapes_the_client_path(rc_logs: pytest
     [line] = [r.getMessage() for r in rc_logs.records if "token revoked" in r.getMessage()]
     assert "\n" not in line and "\r" not in line and "\u202e" not in line
     assert "/auth/hold/a\\r\\nFORGED\\u202e" in line
+
+
+async def own_user(websocket: WebSocket, expires_in: float = Query(0.0)) -> Any:
+    """A dependency checking "your own" token: set_token_user with an expiry ``expires_in`` from now."""
+    from django.contrib.auth.models import User
+
+    from ravyn_channels.auth import set_token_user
+
+    user = await User.objects.aget(username="ada")
+    set_token_user(websocket, user, expires_at=time.time() + expires_in)
+    return user
+
+
+@websocket("/auth/own", permissions=[IsAuthenticated])
+async def own_token(websocket: WebSocket, user: Any = Inject(own_user)) -> None:
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
+
+
+@websocket("/auth/session")
+async def session_socket(websocket: WebSocket) -> None:
+    """A socket of ada authenticated otherwise (as a session would: the scope's user)."""
+    from django.contrib.auth.models import User
+
+    websocket.scope["user"] = await User.objects.aget(username="ada")  # type: ignore[index]
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
+
+
+def expiry_timers() -> list[asyncio.TimerHandle]:
+    """This loop's pending expiry timers (CPython's scheduler list: the test looks for a leak)."""
+    from ravyn_channels import auth
+
+    loop = asyncio.get_running_loop()
+    return [h for h in loop._scheduled if h._callback is auth._expire and not h.cancelled()]  # type: ignore[attr-defined]
+
+
+async def test_a_token_socket_closes_when_its_token_expires(rc_logs: pytest.LogCaptureFixture) -> None:
+    await make_user("ada")
+    async with connect(own_token, "/auth/own?expires_in=0.3") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "hi"
+        assert await ws.wait_closed(5) == 1008
+        assert ws.close_reason == "token expired"
+    assert any("with 1008: token expired" in r.getMessage() for r in rc_logs.records)
+    assert not expiry_timers()
+
+
+async def test_the_expiry_timer_is_cancelled_when_the_socket_closes_first() -> None:
+    await make_user("ada")
+    async with connect(own_token, "/auth/own?expires_in=300") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "hi"
+        assert len(expiry_timers()) == 1
+    assert not expiry_timers()
+
+
+async def test_expiry_closes_nothing_when_turned_off(settings: Any) -> None:
+    settings.RAVYN_CHANNELS = {"CLOSE_ON_TOKEN_EXPIRY": False}
+    await make_user("ada")
+    async with connect(own_token, "/auth/own?expires_in=0") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "hi"  # accepted with an expired token's expiry: no timer
+        assert not expiry_timers()
+
+
+async def test_revocation_closes_token_sockets_only() -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    ada = await make_user("ada")
+    async with connect(hold, "/auth/hold", subprotocols=["bearer", await aissue_token(ada)]) as by_token:
+        async with connect(session_socket, "/auth/session") as by_session:
+            await by_token.send_text("hi")
+            assert await by_token.receive_text() == "hi"
+            await arevoke_tokens(ada)
+            assert await by_token.wait_closed(5) == 1008
+            await by_session.send_text("still here")
+            assert await by_session.receive_text() == "still here"
+
+
+async def test_revocation_closes_sockets_of_your_own_tokens() -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    ada = await make_user("ada")
+    async with connect(own_token, "/auth/own?expires_in=300") as ws:
+        await arevoke_tokens(ada)
+        assert await ws.wait_closed(5) == 1008
+        assert ws.close_reason == "token revoked"
+
+
+async def test_revocation_closes_nothing_when_turned_off(settings: Any) -> None:
+    from ravyn_channels.auth import arevoke_tokens
+
+    settings.RAVYN_CHANNELS = {"CLOSE_ON_TOKEN_REVOKE": False}
+    ada = await make_user("ada")
+    async with connect(hold, "/auth/hold", subprotocols=["bearer", await aissue_token(ada)]) as ws:
+        await arevoke_tokens(ada)  # applied on this loop before it returns, when on
+        await ws.send_text("still here")
+        assert await ws.receive_text() == "still here"

@@ -295,6 +295,28 @@ def test_w030_long_lived_tokens() -> None:
         assert check_limits() == []
 
 
+def test_w032_tokens_too_short_lived_to_use() -> None:
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 2}):
+        [warning] = check_limits()
+    assert warning.id == "ravyn_channels.W032" and "2 seconds" in warning.msg and "whole seconds" in warning.msg
+    assert "closed as soon as it expires" in warning.msg and "revoke_tokens" in warning.hint
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 0, "CLOSE_ON_TOKEN_EXPIRY": False}):
+        [warning] = check_limits()
+    assert warning.id == "ravyn_channels.W032" and "closed as soon" not in warning.msg
+    with override_settings(RAVYN_CHANNELS={"TOKEN_MAX_AGE": 10}):
+        assert check_limits() == []
+
+
+def test_e004_token_close_settings_are_booleans() -> None:
+    with override_settings(RAVYN_CHANNELS={"CLOSE_ON_TOKEN_REVOKE": "no", "CLOSE_ON_TOKEN_EXPIRY": None}):
+        errors = check_settings()
+    assert [e.id for e in errors] == ["ravyn_channels.E004", "ravyn_channels.E004"]
+    assert "CLOSE_ON_TOKEN_REVOKE" in errors[0].msg and "True or False" in errors[0].msg
+    assert "CLOSE_ON_TOKEN_EXPIRY" in errors[1].msg
+    with override_settings(RAVYN_CHANNELS={"CLOSE_ON_TOKEN_REVOKE": False, "CLOSE_ON_TOKEN_EXPIRY": False}):
+        assert check_settings() == []
+
+
 def test_w031_no_room_cap() -> None:
     with override_settings(RAVYN_CHANNELS={"MAX_ROOMS_PER_CONNECTION": None}):
         [warning] = check_limits()

@@ -335,3 +335,67 @@ async def test_broadcasts_to_the_whole_manager_stay_plain_frames() -> None:
     async with connect(kept, "/h/one") as a, connect(kept, "/h/two") as b:
         await manager.broadcast("to everyone")
         assert await a.receive_text() == "to everyone" and await b.receive_text() == "to everyone"
+
+
+def test_a_rooms_renderer_writes_the_same_envelope_as_json_envelope() -> None:
+    from ravyn_channels.history import Envelope, _new_renderer
+    from ravyn_channels.history.store import Entry
+
+    render = _new_renderer('lobby "é"', HistoryConfig())
+    for kind, data in (("text", 'hé "quoted"\n'), ("json", '{"n": [1, "é"]}'), ("bytes", b"\x00\xff")):
+        entry = Entry("e1", 7, 0.0, kind, data)
+        expected = json_envelope(Envelope("message", 'lobby "é"', Position("e1", 7), kind, data))
+        assert render(entry) == {"text": expected}
+        assert json.loads(expected)["position"] == "e1:7"
+
+
+async def test_memory_reads_by_offset_match_the_log() -> None:
+    store = MemoryHistory()
+    limits = Limits(5, None)
+    for i in range(8):  # offsets 1..8, the last 5 kept (4..8)
+        await store.append("g", "text", str(i + 1), (), limits)
+    offsets = lambda found: [e.offset for e in found.entries]  # noqa: E731
+    assert offsets(await store.read("g", None, None, limits)) == [4, 5, 6, 7, 8]
+    assert offsets(await store.read("g", None, 2, limits)) == [7, 8]
+    assert offsets(await store.read("g", None, 0, limits)) == []
+    assert offsets(await store.read("g", 5, None, limits)) == [6, 7, 8]
+    assert offsets(await store.read("g", 5, 2, limits)) == [6, 7]
+    assert offsets(await store.read("g", 1, None, limits)) == [4, 5, 6, 7, 8]  # older than the log
+    assert offsets(await store.read("g", 8, None, limits)) == []
+    found = await store.read("g", 3, 0, limits)
+    assert (found.head, found.first, found.entries) == (8, 4, [])
+
+
+async def test_redis_reads_give_back_text_json_bytes_and_exclusions_as_written() -> None:
+    import uuid
+
+    from ravyn_channels.history.redis_store import RedisHistory
+    from tests.conftest import REDIS_URL, require_redis
+
+    require_redis()
+    store = RedisHistory([{"address": REDIS_URL}], f"test-history-{uuid.uuid4().hex[:8]}")
+    limits = Limits(10, 60)
+    try:
+        written = [
+            await store.append("g", "text", 'hé "quoted" \\ /', ("p#1",), limits),
+            await store.append("g", "json", '{"n": [1, "é"]}', (), limits),
+        ]
+        # Text only: the read comes back as one JSON string.
+        found = await store.read("g", 0, None, limits)
+        assert [(e.offset, e.kind, e.data, e.skip) for e in found.entries] == [
+            (e.offset, e.kind, e.data, e.skip) for e in written
+        ]
+        written.append(await store.append("g", "bytes", b"\x00\xff\xfe", (), limits))
+        # With bytes: element by element.
+        found = await store.read("g", 1, None, limits)
+        assert [(e.offset, e.kind, e.data, e.skip) for e in found.entries] == [
+            (e.offset, e.kind, e.data, e.skip) for e in written[1:]
+        ]
+        assert (await store.read("g", 3, None, limits)).entries == []
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        client.delete(*store.keys("g"))
+        client.close()
+        await store.aclose()

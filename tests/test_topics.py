@@ -74,6 +74,20 @@ async def slow(payload: Any) -> str:
     return "slept"
 
 
+held: list[str] = []
+
+
+@room.on("hold")
+async def hold(payload: Any) -> str:
+    held.append("waiting")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        held.append("cancelled")
+        raise
+    return "held"
+
+
 @room.on("whoami")
 async def whoami(websocket: WebSocket) -> Any:
     return {"id": websocket.connection_id}
@@ -99,6 +113,28 @@ def test_topic_names_from_parameters() -> None:
     assert room.match("room:7") == {"room_id": 7}
     assert room.match("room:x") is None
     assert lobby.name() == "lobby"
+
+
+def test_topic_names_are_remembered_per_value_and_type() -> None:
+    def formatted(topic: Any, value: Any) -> str:
+        try:
+            return str(topic._format(topic._values((value,), {})))
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    def named(topic: Any, value: Any) -> str:
+        try:
+            return str(topic.name(value))
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    # Equal keys of different types (1, True, 1.0) each get their own name (or refusal), twice over.
+    for topic in (room, private):
+        for value in [1, True, 1.0, "1", 1, True, 1.0, "1", "x", "x"]:
+            assert named(topic, value) == formatted(topic, value)
+    assert private.name(True) == "private:True" and private.name(1) == "private:1"
+    assert room.name(42) == room.name(room_id=42) == "room:42"
+    assert private.name(["unhashable"]) == private._format({"name": ["unhashable"]})  # formatted, not kept
 
 
 def test_reserved_events_cannot_have_handlers() -> None:
@@ -311,6 +347,36 @@ async def test_a_slow_handler_does_not_hold_up_other_topics() -> None:
         assert slow_reply["ref"] == "slow" and slow_reply["payload"] == {"status": "ok", "response": "slept"}
 
 
+async def test_a_topics_frames_are_answered_in_order_behind_a_waiting_handler() -> None:
+    """An event started at once that then waits holds the topic's later frames, the leave included."""
+    async with topic_client(live) as client:
+        await client.join("room:16")
+        await client.send_frame("room:16", "slow", 0.3, ref="slow")
+        await client.send_frame("room:16", "message", {"text": "after"}, ref="after")
+        await client.send_frame("room:16", "leave", ref="leave")
+        replies = [await client.receive("room:16", "reply", timeout=3) for _ in range(3)]
+        assert [r["ref"] for r in replies] == ["slow", "after", "leave"]
+        assert replies[0]["payload"]["response"] == "slept"
+        assert replies[1]["payload"]["response"] == {"delivered": "after", "urgent": False}
+        # Idle again: the next event is answered at once, and a slow one again holds the next.
+        await client.join("room:16")
+        await client.send_frame("room:16", "slow", 0.2, ref="slow2")
+        assert (await client.push("room:16", "message", {"text": "x"}))["delivered"] == "x"
+        assert (await client.receive("room:16", "reply", timeout=3))["ref"] == "slow2"
+
+
+async def test_closing_cancels_a_waiting_handler() -> None:
+    held.clear()
+    async with topic_client(live) as client:
+        await client.join("room:17")
+        await client.send_frame("room:17", "hold", ref="hold")
+        # Frames are handled in order: once the heartbeat is answered, the hold handler is waiting.
+        await client.push("ravyn", "heartbeat")
+        assert held == ["waiting"]
+    # The client closed (and the application finished) with the handler still asleep: cancelled.
+    assert held == ["waiting", "cancelled"]
+
+
 async def test_unknown_event_and_event_before_join() -> None:
     async with topic_client(live) as client:
         with pytest.raises(ReplyError, match="not joined to 'room:12': send a join first"):
@@ -339,6 +405,8 @@ async def test_events_without_ref_get_no_reply_but_errors_are_reported() -> None
     ("raw", "reason"),
     [
         ("not json", "not JSON"),
+        ("[" * 100_000, "nested too deeply"),  # under the size limit, deeper than the decoder follows
+        (' {"topic": "room:1", "event": "x"} x', "not JSON"),
         ("[1, 2]", "a frame is a JSON object"),
         ('{"event": "join"}', "missing or empty 'topic'"),
         ('{"topic": "room:1"}', "missing or empty 'event'"),

@@ -106,3 +106,23 @@ def test_the_validator_refuses_a_broken_document() -> None:
     next(iter(broken["operations"].values()))["channel"]["$ref"] = "#/channels/nowhere"
     with pytest.raises(AssertionError, match="does not resolve"):
         check_structure(broken)
+
+
+def test_a_topic_with_history_documents_positions_and_resync() -> None:
+    from . import test_topics_history
+
+    doc = asyncapi_document([test_topics_history.live])
+    AsyncAPI3.model_validate(doc)
+    check_structure(doc)
+    kept = next(c for c in doc["channels"].values() if c["title"] == "kept:{name}")
+    bare = next(c for c in doc["channels"].values() if c["title"] == "bare:{name}")
+    resync = kept["messages"]["resync"]["payload"]
+    assert resync["properties"]["payload"]["properties"]["reason"]["enum"] == [
+        "malformed",
+        "epoch",
+        "future",
+        "expired",
+    ]
+    assert "position" in kept["messages"]["join"]["payload"]["properties"]
+    assert "position" in kept["messages"]["join_reply"]["payload"]["properties"]
+    assert "resync" not in bare["messages"] and "position" not in bare["messages"]["join"]["payload"]["properties"]

@@ -24,10 +24,11 @@ INSTALLED_APPS = [
 DATABASES: dict[str, dict[str, str]] = {}
 ROOT_URLCONF = "ravyn_channels.standalone"
 USE_TZ = True
-RAVYN_CHANNELS: dict[str, Any] = {"AUTODISCOVER": []}
-
 _layer = os.environ.get("BENCH_LAYER", "memory")
 _app = os.environ.get("BENCH_APP", "ravyn")
+
+# Metrics (prometheus-client) on for the ``metrics`` variant only; off (the default) for the others.
+RAVYN_CHANNELS: dict[str, Any] = {"AUTODISCOVER": [], "METRICS": _app == "metrics"}
 _url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 _prefix = os.environ.get("BENCH_PREFIX", "bench")
 

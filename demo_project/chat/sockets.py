@@ -3,6 +3,8 @@
 The echo page keeps the seed's raw handler. The chat speaks topics (``ravyn.topics.v1``)
 over one socket at ``/live``: rooms are joined and left without reconnecting,
 ``private:`` rooms only by logged-in users, and typing indicators are a second event.
+Each room keeps its last messages: a page opened later shows them, a page that
+reconnects gets what it missed (once, in order).
 """
 
 import re
@@ -12,6 +14,7 @@ from django.contrib.auth import get_user_model
 from pydantic import BaseModel, Field
 
 from ravyn_channels import WebSocket, WebSocketDisconnect, websocket
+from ravyn_channels.history import HistoryConfig
 from ravyn_channels.permissions import IsAuthenticated
 from ravyn_channels.topics import Joined, Topic, TopicError, TopicSocket
 
@@ -63,9 +66,13 @@ async def speaker(websocket: WebSocket, nick: str) -> dict[str, Any]:
     return {"user": name, "auth": False}
 
 
+#: Each room keeps its last 200 messages for a day; a page that joins is sent the last 50.
+HISTORY = HistoryConfig(max_messages=200, max_age=24 * 3600, on_join=50)
+
+
 def chat_room(pattern: str, **options: Any) -> Topic:
-    """A chat topic: members in presence (with who they are), messages, typing indicators."""
-    topic = live.topic(pattern, presence=True, **options)
+    """A chat topic: members in presence (with who they are), messages kept in history, typing indicators."""
+    topic = live.topic(pattern, presence=True, history=HISTORY, **options)
 
     @topic.on_join
     async def join(websocket: WebSocket, payload: JoinRequest) -> Joined:
@@ -79,7 +86,8 @@ def chat_room(pattern: str, **options: Any) -> Topic:
 
     @topic.on("typing")
     async def typing(websocket: WebSocket, name: str, payload: Typing) -> None:
-        await topic.broadcast(name, "typing", {**websocket.state.who, "typing": payload.typing}, exclude=websocket)
+        typing = {**websocket.state.who, "typing": payload.typing}
+        await topic.broadcast(name, "typing", typing, exclude=websocket, history=False)  # passing: not kept
 
     return topic
 

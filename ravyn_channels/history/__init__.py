@@ -120,15 +120,23 @@ def json_envelope(envelope: Envelope) -> str:
     ``{"type": "resync", "room": "lobby", "position": "<epoch>:<offset>", "reason": "..."}``.
     """
     room = json.dumps(envelope.room, ensure_ascii=False)
-    head = f'{{"type":"{envelope.type}","room":{room},"position":"{envelope.position}"'
     if envelope.type == "resync":
+        head = f'{{"type":"resync","room":{room},"position":"{envelope.position}"'
         return f'{head},"reason":{json.dumps(envelope.reason)}}}'
-    data = envelope.data
-    if envelope.kind == "json" and isinstance(data, str):
-        return f'{head},"data":{data}}}'
+    return _message_text(f'{{"type":"{envelope.type}","room":{room},"position":"', envelope.position, envelope)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _message_text(head: str, position: object, item: Envelope | Entry) -> str:
+    """A message's JSON envelope: ``head`` (up to the opening quote of the position), the position, the data."""
+    data = item.data
+    if item.kind == "json" and isinstance(data, str):
+        return f'{head}{position}","data":{data}}}'
     if isinstance(data, bytes):
-        return f'{head},"data":"{base64.b64encode(data).decode("ascii")}","encoding":"base64"}}'
-    return f'{head},"data":{json.dumps(data, ensure_ascii=False)}}}'
+        return f'{head}{position}","data":"{base64.b64encode(data).decode("ascii")}","encoding":"base64"}}'
+    return f'{head}{position}","data":{_dumps(data)}}}'
 
 
 @dataclass(frozen=True)
@@ -244,10 +252,14 @@ def _renderer(label: str | None, config: HistoryConfig) -> Render:
 
 def _new_renderer(label: str | None, config: HistoryConfig) -> Render:
     envelope = config.envelope
+    # The default envelope of a message, without building an Envelope: the same text as json_envelope.
+    head = f'{{"type":"message","room":{json.dumps(label, ensure_ascii=False)},"position":"'
 
     def render(item: Entry | Resync) -> dict[str, Any]:
         if isinstance(item, Resync):
             env = Envelope("resync", label, Position(item.epoch, item.offset), reason=item.reason)
+        elif envelope is None:
+            return {"text": _message_text(head, f"{item.epoch}:{item.offset}", item)}
         else:
             env = Envelope("message", label, Position(item.epoch, item.offset), item.kind, item.data)
         if envelope is None:
@@ -364,8 +376,7 @@ class HistoryMixin:
             await sub.send(Resync(found.epoch, start, reason))
         else:
             sub.epoch, sub.last = found.epoch, start
-        for entry in found.entries:
-            await sub.send(entry)
+        await sub.replay(found.entries)
         pending = sub.pending or []
         index = 0
         while index < len(pending):
@@ -393,6 +404,8 @@ class HistoryMixin:
         log = relay.rooms.get(name)
         if log is not None:
             await log.receive(entry)
+        if hub.alone_in(name):
+            return True  # an in-memory layer with no other channel in the group: nobody else to tell
         try:
             await hub.layer.group_send(
                 name, {"type": "ravyn.broadcast", "group": name, "origin": hub.channel, **frame, **event_fields(entry)}

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..websocket import WebSocket, WebSocketDisconnect, WebSocketState
+from ..outbox import behind, post
+from ..websocket import WebSocket, WebSocketState
 from .store import Entry, HistoryBackend, Limits
 
 __all__ = ["Relay", "Resync", "RoomLog"]
@@ -82,24 +83,46 @@ class _Sub:
         if self.ws.connection_id not in item.skip:
             await self._write(item, frames)
 
+    async def replay(self, entries: list[Entry]) -> None:
+        """``send`` each of ``entries`` (a read from the store, in offset order), rendered one by one."""
+        ws, render = self.ws, self.render
+        connected = WebSocketState.CONNECTED
+        for entry in entries:
+            if entry.epoch != self.epoch or entry.offset <= self.last:
+                await self.send(entry)
+                continue
+            self.last = entry.offset
+            if (entry.skip and ws.connection_id in entry.skip) or ws.application_state is not connected:
+                continue
+            if ws.close_code is not None:
+                continue
+            await _post(ws, _message(render(entry)))
+
     async def _write(self, item: Entry | Resync, frames: dict[Render, dict[str, Any]] | None = None) -> None:
         ws = self.ws
         if ws.application_state is not WebSocketState.CONNECTED or ws.close_code is not None:
             return
         if frames is None:
-            frame = self.render(item)
+            message = _message(self.render(item))
         else:
             # Sockets of a room share their renderer: one envelope per message, not one per socket.
             found = frames.get(self.render)
-            frame = frames[self.render] = self.render(item) if found is None else found
-        try:
-            await ws.send({"type": "websocket.send", **frame})
-        except WebSocketDisconnect:
-            pass
-        except Exception as exc:
-            # The transport is closing under us (e.g. autobahn's Disconnected): this socket is
-            # gone, the room's other sockets must still get the message.
-            logger.debug("Could not send a history frame to %s (%r)", ws.connection_id, exc)
+            message = frames[self.render] = _message(self.render(item)) if found is None else found
+        await _post(ws, message)
+
+
+def _message(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "websocket.send", **frame}
+
+
+async def _post(ws: WebSocket, message: dict[str, Any]) -> None:
+    """Send (or queue behind what waits in its outbox, so the order holds) one frame to ``ws``."""
+    try:
+        await post(ws, message)
+    except Exception as exc:
+        # The transport is closing under us (e.g. autobahn's Disconnected): this socket is
+        # gone, the room's other sockets must still get the message.
+        logger.debug("Could not send a history frame to %s (%r)", ws.connection_id, exc)
 
 
 class RoomLog:
@@ -181,12 +204,35 @@ class RoomLog:
     async def _deliver(self, entry: Entry) -> None:
         self.cursor = entry.offset
         members = self.relay.members.get(self.group, {})
+        # One message per renderer (the room's sockets share theirs): enveloped once per process.
         frames: dict[Render, dict[str, Any]] = {}
+        epoch, offset, skip = entry.epoch, entry.offset, entry.skip
+        connected = WebSocketState.CONNECTED
         for ws, sub in list(self.subs.items()):
-            if sub.pending is None and ws not in members:
+            if sub.pending is not None:
+                sub.pending.append(entry)  # joining: sent after its replay
+                continue
+            if ws not in members:
                 self.subs.pop(ws, None)
                 continue
-            await sub.offer(entry, frames)
+            if sub.epoch != epoch or offset != sub.last + 1:
+                await sub.send(entry, frames)  # a resync first, or a duplicate to drop
+                continue
+            # The common case, inline: the next offset of the socket's epoch.
+            sub.last = offset
+            if (skip and ws.connection_id in skip) or ws.application_state is not connected:
+                continue
+            if ws.close_code is not None:
+                continue
+            message = frames.get(sub.render)
+            if message is None:
+                message = frames[sub.render] = _message(sub.render(entry))
+            try:
+                await post(ws, message)
+            except Exception as exc:  # as in _post, without its call per socket
+                logger.debug("Could not send a history frame to %s (%r)", ws.connection_id, exc)
+        if behind():
+            await asyncio.sleep(0)  # a member is behind: let the loop write the buffers out
 
 
 class Relay:

@@ -20,6 +20,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ..presence.store import redis_location
@@ -156,15 +157,17 @@ class MemoryHistory(HistoryBackend):
         now = time.time()
         with self._lock:
             log = self._log(group, limits, now)
-            entries = list(log.entries)
+            entries = log.entries
+            count = len(entries)
             first = entries[0].offset if entries else log.seq + 1
+            # Offsets in a log are consecutive: the entries after ``after`` start at a known index.
             if after is None:
-                chosen = entries if limit is None else entries[len(entries) - limit :] if limit > 0 else []
+                start = 0 if limit is None else max(0, count - limit) if limit > 0 else count
+                stop = count
             else:
-                chosen = [e for e in entries if e.offset > after]
-                if limit is not None:
-                    chosen = chosen[:limit]
-            return Slice(log.epoch, log.seq, first, chosen)
+                start = min(count, max(0, after + 1 - first))
+                stop = count if limit is None else min(count, start + limit)
+            return Slice(log.epoch, log.seq, first, list(islice(entries, start, stop)))
 
 
 _memory: weakref.WeakKeyDictionary[Any, MemoryHistory] = weakref.WeakKeyDictionary()

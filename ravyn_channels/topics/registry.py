@@ -17,12 +17,14 @@ and presence works per topic, through the same path as any room.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from django.urls.resolvers import RoutePattern
 
+from ..history import HistoryConfig
 from ..manager import ConnectionManager
 from ..params import Inject
 from ..permissions import Permission, permission_list
@@ -34,7 +36,9 @@ from .handlers import TopicHandler
 __all__ = ["Topic", "TopicSocket"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-_RESERVED_PARAMS = frozenset({"event", "payload", "exclude"})
+_RESERVED_PARAMS = frozenset({"event", "payload", "exclude", "history"})
+#: Topic names a ``Topic`` keeps per parameter values (broadcasts to the same topics skip formatting).
+_NAMES_CACHED = 1024
 
 
 class Topic:
@@ -47,8 +51,14 @@ class Topic:
         *,
         presence: bool = False,
         permissions: Sequence[Any] | None = None,
+        history: HistoryConfig | None = None,
     ):
         where = f"topic {pattern!r}"
+        if history is not None and not isinstance(history, HistoryConfig):
+            raise TypeError(
+                f"{where}: history={history!r}; give a HistoryConfig(max_messages=..., max_age=..., on_join=...) "
+                "or None."
+            )
         if not isinstance(pattern, str) or not pattern or pattern.startswith("/"):
             raise ValueError(f"{where}: a topic pattern is a non-empty string such as 'room:{{room_id:int}}'.")
         if pattern == protocol.SOCKET_TOPIC:
@@ -66,7 +76,12 @@ class Topic:
         self.permissions: tuple[Permission, ...] = permission_list(permissions, where)
         self.join_handler: TopicHandler | None = None
         self.handlers: dict[str, TopicHandler] = {}
-        self.manager = ConnectionManager(f"ravyn.topics:{socket.path}#{pattern}", presence=presence)
+        #: The topic's history (``None``: its pushes carry no position and are not kept).
+        self.history = None if history is None else dataclasses.replace(history, envelope=protocol.history_frame)
+        self.manager = ConnectionManager(
+            f"ravyn.topics:{socket.path}#{pattern}", presence=presence, history=self.history
+        )
+        self._names: dict[tuple[Any, ...], str] = {}  # name() of positional parameters
 
     # -- declaring --------------------------------------------------------------------------
 
@@ -106,8 +121,20 @@ class Topic:
 
     def name(self, *args: Any, **params: Any) -> str:
         """The topic name for these parameters: ``room.name(42) == "room:42"``."""
-        values = self._values(args, params)
-        return self._format(values)
+        if params or len(args) != len(self.params):
+            return self._format(self._values(args, params))
+        key = (*args, *map(type, args))  # 1 and True are equal keys: their names are not
+        try:
+            return self._names[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: not cached
+            return self._format(self._values(args, params))
+        text = self._format(self._values(args, params))
+        if len(self._names) >= _NAMES_CACHED:
+            self._names.clear()
+        self._names[key] = text
+        return text
 
     def _values(self, args: Sequence[Any], params: Mapping[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.params):
@@ -153,15 +180,21 @@ class Topic:
     # -- pushing ----------------------------------------------------------------------------
 
     async def broadcast(
-        self, *args: Any, exclude: WebSocket | Iterable[WebSocket] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        exclude: WebSocket | Iterable[WebSocket] | None = None,
+        history: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Send ``event`` with ``payload`` to every member of the topic, on every process.
 
         ``await room.broadcast(42, "message", {"text": "hi"}, exclude=websocket)``;
-        parameters may be given by name too (``room_id=42``).
+        parameters may be given by name too (``room_id=42``). On a topic with
+        history the push is kept and carries its position; ``history=False``
+        sends it as a passing signal (not kept, no position, never replayed).
         """
         name, event, payload = self._split(args, dict(kwargs))
-        await self.manager.broadcast(_text(name, event, payload), group=name, exclude=exclude)
+        await self.manager.broadcast(_text(name, event, payload), group=name, exclude=exclude, history=history)
 
     def broadcast_sync(self, *args: Any, **kwargs: Any) -> None:
         """``broadcast`` for sync code (views, signals, commands, workers), through the channel layer."""
@@ -193,7 +226,7 @@ class Topic:
 
 
 def _text(topic: str, event: str, payload: Any) -> str:
-    return protocol.encode(protocol.message_frame(topic, event, payload))
+    return protocol.message_text(topic, event, payload)
 
 
 class TopicSocket:
@@ -253,10 +286,20 @@ class TopicSocket:
         _registry.append(self)
 
     def topic(
-        self, pattern: str, *, presence: bool = False, permissions: Sequence[Any] | None = None
+        self,
+        pattern: str,
+        *,
+        presence: bool = False,
+        permissions: Sequence[Any] | None = None,
+        history: HistoryConfig | None = None,
     ) -> Topic:
-        """Declare a topic pattern; ``permissions`` must allow each join, ``presence`` tracks its members."""
-        topic = Topic(self, pattern, presence=presence, permissions=permissions)
+        """Declare a topic pattern; ``permissions`` must allow each join, ``presence`` tracks its members.
+
+        ``history=HistoryConfig(...)`` keeps each topic's last pushes: every push
+        carries its ``position``, and a client rejoining with its last one gets
+        what it missed, in order, once (or a ``resync``); see the topics guide.
+        """
+        topic = Topic(self, pattern, presence=presence, permissions=permissions, history=history)
         self.topics.append(topic)
         return topic
 

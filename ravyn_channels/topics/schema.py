@@ -108,9 +108,7 @@ def _describe_param(python_type: type) -> str:
     return f"Topic parameter ({python_type.__name__}, the route converter of the same name)."
 
 
-def _topic_parts(
-    socket: TopicSocket, topic: Topic, schemas: _Schemas, doc: dict[str, Any]
-) -> None:
+def _topic_parts(socket: TopicSocket, topic: Topic, schemas: _Schemas, doc: dict[str, Any]) -> None:
     channel_key = _key(socket.path, topic.pattern)
     address = re.sub(r"{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^{}]*)?}", r"{\1}", topic.pattern)
     messages: dict[str, Any] = {}
@@ -149,6 +147,8 @@ def _topic_parts(
 
     join = topic.join_handler
     operation("join", join, "Join the topic (authorized by the join handler and the topic's permissions).")
+    if topic.history is not None:
+        _history_parts(socket, topic, messages, doc, ref)
     operation("leave", None, "Leave the topic.")
     for event, handler in topic.handlers.items():
         operation(event, handler, (inspect.getdoc(handler.func) or f"The {event!r} event.").splitlines()[0])
@@ -176,6 +176,38 @@ def _topic_parts(
             "summary": "Members of the topic: presence_state after each join, then presence_diff per change.",
             "messages": [{"$ref": ref + "presence"}],
         }
+
+
+_POSITION = {"type": "string", "description": "A position in the topic's history: '<epoch>:<offset>'."}
+
+
+def _history_parts(socket: TopicSocket, topic: Topic, messages: dict[str, Any], doc: dict[str, Any], ref: str) -> None:
+    """A topic with history: joins may carry a position, pushes carry theirs, and ``resync`` is sent."""
+    channel = doc["channels"][_key(socket.path, topic.pattern)]
+    channel["description"] += (
+        " Its pushes carry their history position; a join with the last one received replays the "
+        "pushes missed, or is answered with a resync."
+    )
+    for name in (_key("join"), _key("join", "reply")):
+        messages[name]["payload"]["properties"]["position"] = _POSITION
+    resync = _frame(
+        "resync",
+        {
+            "type": "object",
+            "required": ["reason"],
+            "properties": {"reason": {"enum": ["malformed", "epoch", "future", "expired"]}},
+        },
+        ref=False,
+    )
+    resync["properties"]["position"] = _POSITION
+    resync["required"] = ["topic", "event", "position"]
+    messages["resync"] = {"name": "resync", "payload": resync}
+    doc["operations"][_key(socket.path, topic.pattern, "resync")] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{_key(socket.path, topic.pattern)}"},
+        "summary": "The join's position could not be continued: reload the topic's state; pushes after it follow.",
+        "messages": [{"$ref": ref + "resync"}],
+    }
 
 
 def asyncapi_document(

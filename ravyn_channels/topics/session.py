@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import status
 from ..conf import get_settings
+from ..history import HistoryUnavailable
 from ..limits import TooManyRooms
 from ..permissions import check_permissions
 from ..resolver import Cleanup, run_cleanups
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["serve"]
 
 logger = logging.getLogger("ravyn_channels")
+
+#: Python 3.12+ starts a task's first step at once (``eager_start``): an event whose handler
+#: answers without waiting is then handled without a turn of the event loop.
+EAGER = sys.version_info >= (3, 12)
 
 INTERNAL_ERROR = "internal error"
 
@@ -61,6 +67,7 @@ class _Membership:
     cleanups: list[Cleanup] = field(default_factory=list)
     previous: asyncio.Task[None] | None = None
     task: asyncio.Task[None] | None = None
+    inflight: asyncio.Task[None] | None = None  # an event started at once, still running
 
 
 class Session:
@@ -171,9 +178,31 @@ class Session:
                 )
                 await self.ws.close(status.WS_1013_TRY_AGAIN_LATER, "too many unanswered frames")
                 return False
+            elif EAGER and member.waiter is not None and member.inflight is None and not member.frames:
+                # The joined topic's worker waits for a frame, nothing queued or running: nothing to keep
+                # in order with (a worker woken but not yet run still holds its waiter: frames then wait).
+                self.start(member, frame)
             else:
                 self.enqueue(member, frame)
         return True
+
+    def start(self, member: _Membership, frame: Frame) -> None:
+        """Run an event of an idle topic at once, in its own task: one that answers without
+        waiting is done before this returns; one that waits holds the topic's later frames
+        (the worker waits for it) while the socket's other topics carry on."""
+        task = asyncio.Task(
+            self.run_event(member, frame),
+            loop=asyncio.get_running_loop(),
+            eager_start=True,  # Python 3.12+ (EAGER)
+        )
+        if not task.done():
+            member.inflight = task
+            task.add_done_callback(lambda _: self._settled(member, task))
+
+    @staticmethod
+    def _settled(member: _Membership, task: asyncio.Task[None]) -> None:
+        if member.inflight is task:
+            member.inflight = None
 
     async def join(self, frame: Frame) -> None:
         name = frame.topic
@@ -215,6 +244,8 @@ class Session:
                         await member.waiter
                     finally:
                         member.waiter = None
+                if member.inflight is not None:  # an event started at once comes first
+                    await asyncio.gather(member.inflight, return_exceptions=True)
                 frame = member.frames.popleft()
                 if frame.event == "join":
                     if not await self.run_join(member, frame):
@@ -251,15 +282,28 @@ class Session:
         meta = None
         if isinstance(response, Joined):
             response, meta = response.response, response.meta
+        # A topic with history replays what the client missed after ``position`` (or sends a
+        # resync) before the join reply, which then carries where the socket stands.
+        since: Any = frame.position if topic.history is not None and frame.position is not None else None
         try:
-            await topic.manager.connect(ws, group=member.name, meta=meta if topic.presence else None)
-        except TooManyRooms as exc:  # MAX_ROOMS_PER_CONNECTION of this topic's manager
+            replay = await topic.manager.connect(
+                ws, group=member.name, meta=meta if topic.presence else None, since=since
+            )
+        except (TooManyRooms, HistoryUnavailable) as exc:  # MAX_ROOMS_PER_CONNECTION, or Redis unreachable
+            why = exc.reason if isinstance(exc, TooManyRooms) else "history unavailable: join again later"
+            if isinstance(exc, HistoryUnavailable):
+                await topic.manager.disconnect(ws, group=member.name)
             await self._drop_cleanups(member)
-            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), exc.reason)
-            await self.reply(frame, "error", {"reason": exc.reason})
+            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), why)
+            # A store that cannot be read now may be back in a moment: the clients retry that join.
+            retry = isinstance(exc, HistoryUnavailable)
+            await self.reply(frame, "error", {"reason": why, "retry": True} if retry else {"reason": why})
             return False
         member.state = "joined" if member.state == "joining" else member.state
-        await self.reply(frame, "ok", {} if response is None else response)
+        reply = protocol.reply_frame(frame.topic, frame.ref, "ok", {} if response is None else response)
+        if replay is not None:
+            reply["position"] = str(replay.position)
+        await self.send(reply)
         if topic.presence:
             await topic.manager.connect(ws, group=member.name, presence=self._presence(member))
         return True
@@ -295,9 +339,7 @@ class Session:
         if isinstance(exc, PermissionDenied):
             return {"reason": "permission denied"}
         handler = where or (topic.join_handler.qualname if topic.join_handler else repr(topic))
-        logger.error(
-            "Topic %r %s: %s raised; replied %r", topic.pattern, what, handler, INTERNAL_ERROR, exc_info=exc
-        )
+        logger.error("Topic %r %s: %s raised; replied %r", topic.pattern, what, handler, INTERNAL_ERROR, exc_info=exc)
         return {"reason": INTERNAL_ERROR}
 
     def _presence(self, member: _Membership) -> Any:
@@ -319,23 +361,33 @@ class Session:
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame; a client that has gone is not an error here."""
-        ws = self.ws
-        if ws.close_code is not None or ws.application_state is not WebSocketState.CONNECTED:
-            return
         try:
             text = protocol.encode(frame)
         except (TypeError, ValueError) as exc:
-            topic = frame.get("topic")
-            logger.error("Topic %r: a reply is not JSON serialisable (%s); replied %r", topic, exc, INTERNAL_ERROR)
-            error = protocol.reply_frame(topic or "", frame.get("ref"), "error", {"reason": INTERNAL_ERROR})
-            text = protocol.encode(error)
+            text = self._unencodable(frame.get("topic"), frame.get("ref"), exc)
+        await self.send_text(text)
+
+    async def send_text(self, text: str) -> None:
+        """Write one encoded frame; a client that has gone is not an error here."""
+        ws = self.ws
+        if ws.close_code is not None or ws.application_state is not WebSocketState.CONNECTED:
+            return
         try:
             await ws.send_text(text)
         except WebSocketDisconnect:
             pass
 
+    @staticmethod
+    def _unencodable(topic: str | None, ref: protocol.Ref | None, exc: Exception) -> str:
+        logger.error("Topic %r: a reply is not JSON serialisable (%s); replied %r", topic, exc, INTERNAL_ERROR)
+        return protocol.reply_text(topic or "", ref, "error", {"reason": INTERNAL_ERROR})
+
     async def reply(self, frame: Frame, status_: str, response: Any) -> None:
-        await self.send(protocol.reply_frame(frame.topic, frame.ref, status_, response))
+        try:
+            text = protocol.reply_text(frame.topic, frame.ref, status_, response)
+        except (TypeError, ValueError) as exc:
+            text = self._unencodable(frame.topic, frame.ref, exc)
+        await self.send_text(text)
 
     async def reply_error(self, frame: Frame, response: dict[str, Any]) -> None:
         if frame.ref is not None:
@@ -353,7 +405,7 @@ class Session:
     async def close_all(self) -> None:
         """The socket is closing: stop every topic's worker and exit its dependencies."""
         members = list(self.joined.values())
-        tasks = [m.task for m in members if m.task is not None and not m.task.done()]
+        tasks = [t for m in members for t in (m.inflight, m.task) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:

@@ -50,16 +50,22 @@ class Browser:
         with self.opener.open(f"{self.server.http}{path}", data=data, timeout=10) as response:
             return str(response.read().decode())
 
+    @property
+    def cookie(self) -> dict[str, str]:
+        """The session cookie, for a websocket handshake of this browser."""
+        jar = next(h for h in self.opener.handlers if isinstance(h, urllib.request.HTTPCookieProcessor)).cookiejar
+        return {"Cookie": "; ".join(f"{c.name}={c.value}" for c in jar)}
+
     def get(self, path: str) -> str:
         with self.opener.open(f"{self.server.http}{path}", timeout=10) as response:
             return str(response.read().decode())
 
 
-async def open_feed(server: Server, token: str) -> Any:
+async def open_feed(server: Server, token: str, name: str = "ada") -> Any:
     ws = await websockets.connect(f"{server.ws}/feed", subprotocols=["bearer", token], open_timeout=10)  # type: ignore[list-item]
     assert ws.subprotocol == "bearer"
     await ws.send("hi")
-    assert await asyncio.wait_for(ws.recv(), 10) == "ada: hi"
+    assert await asyncio.wait_for(ws.recv(), 10) == f"{name}: hi"
     return ws
 
 

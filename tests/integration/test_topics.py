@@ -15,7 +15,7 @@ from .conftest import StartServer, free_port, write_redis_settings
 
 pytestmark = pytest.mark.integration
 
-APP = '''\
+APP = """\
 from typing import Any
 from pydantic import BaseModel
 from ravyn_channels import Ravyn, WebSocket
@@ -55,8 +55,18 @@ async def crash(payload: Any) -> None:
     raise RuntimeError("topic handler bug")
 
 
+from ravyn_channels.history import HistoryConfig
+
+kept = live.topic("kept:{name}", history=HistoryConfig(max_messages=100, max_age=60))
+
+
+@kept.on("say")
+async def say(name: str, payload: Any) -> None:
+    await kept.broadcast(name, "message", payload)
+
+
 app = Ravyn(routes=[live.route]%(settings)s)
-'''
+"""
 
 
 def write_app(directory: Path, settings: str = "") -> None:

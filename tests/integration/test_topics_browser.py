@@ -202,3 +202,81 @@ def test_presence_helper(browser: Any, tmp_path: Path, start_server: StartServer
     page.evaluate("() => b.disconnect()")
     wait_for(page, "window.pa.list().length === 1")
     assert page.evaluate("events") == ["join", "join", "leave"]
+
+
+def test_positions_rejoin_and_resync_in_the_browser(browser: Any, tmp_path: Path, start_server: StartServer) -> None:  # noqa: F811
+    server = serve(tmp_path, start_server)
+    page = open_page(browser, server)
+    result = page.evaluate(
+        """async () => {
+            const a = new t.Socket("/live").connect(), b = new t.Socket("/live").connect();
+            const room = a.channel("kept:x");
+            await room.join();
+            const joinedAt = room.position;
+            const got = [];
+            room.on("message", (p, position) => got.push([p.n, position]));
+            const sender = b.channel("kept:x");
+            await sender.join();
+            for (const n of [1, 2, 3]) await sender.push("say", {n});
+            while (got.length < 3) await new Promise((r) => setTimeout(r, 20));
+            const epoch = room.position.split(":")[0];
+            // Another page that kept position 1 resumes from it: 2 and 3, once, in order.
+            const c = new t.Socket("/live").connect();
+            const later = c.channel("kept:x"), resumed = [], resyncs = [];
+            later.on("message", (p, position) => resumed.push([p.n, position]));
+            later.on("resync", (p, position) => resyncs.push([p.reason, position]));
+            await later.join({}, {position: `${epoch}:1`});
+            const afterResume = later.position;
+            // A position that cannot be continued: a resync event, then the live pushes.
+            const d = new t.Socket("/live").connect();
+            const lost = d.channel("kept:x"), lostResyncs = [];
+            lost.on("resync", (p, position) => lostResyncs.push([p.reason, position]));
+            await lost.join({}, {position: "garbage"});
+            return {joinedAt, got, epoch, resumed, resyncs, afterResume, lostResyncs, lostAt: lost.position};
+        }"""
+    )
+    epoch = result["epoch"]
+    assert result["joinedAt"] == f"{epoch}:0"
+    assert result["got"] == [[1, f"{epoch}:1"], [2, f"{epoch}:2"], [3, f"{epoch}:3"]]
+    assert result["resumed"] == [[2, f"{epoch}:2"], [3, f"{epoch}:3"]] and result["resyncs"] == []
+    assert result["afterResume"] == f"{epoch}:3"
+    assert result["lostResyncs"] == [["malformed", f"{epoch}:3"]] and result["lostAt"] == f"{epoch}:3"
+
+
+def test_a_rejoin_the_server_asks_to_retry_is_retried(browser: Any, tmp_path: Path, start_server: StartServer) -> None:  # noqa: F811
+    server = serve(tmp_path, start_server)
+    page = open_page(browser, server)
+    result = page.evaluate(
+        """async () => {
+            // A fake server: the first connection drops; on the second, the first two rejoins are
+            // answered "history unavailable" with retry (as while Redis restarts), the third is joined.
+            let connections = 0;
+            const joins = [];
+            class Fake extends EventTarget {
+                constructor(url, protocols) {
+                    super(); this.protocol = t.PROTOCOL; this.n = ++connections;
+                    setTimeout(() => this.onopen && this.onopen(), 10);
+                    if (this.n === 1) setTimeout(() => this.onclose && this.onclose({code: 4000, reason: ""}), 200);
+                }
+                send(text) {
+                    const f = JSON.parse(text);
+                    if (f.event !== "join") return;
+                    joins.push(this.n);
+                    const retry = this.n === 2 && joins.filter((n) => n === 2).length <= 2;
+                    const payload = retry
+                        ? {status: "error", response: {reason: "history unavailable: join again later", retry: true}}
+                        : {status: "ok", response: {}};
+                    const reply = {topic: f.topic, event: "reply", ref: f.ref, payload};
+                    setTimeout(() => this.onmessage && this.onmessage({data: JSON.stringify(reply)}), 5);
+                }
+                close() {}
+            }
+            const s = new t.Socket("/live", {WebSocket: Fake, backoff: () => 20}).connect();
+            const room = s.channel("room:1");
+            await room.join();
+            const deadline = Date.now() + 5000;
+            while (room.joins < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+            return [room.state, room.joins, joins, s.connections];
+        }"""
+    )
+    assert result == ["joined", 2, [1, 2, 2, 2], 2]

@@ -11,8 +11,10 @@ export declare class ReplyError extends Error {
   readonly event: string;
   /** `response.reason` as a string. */
   readonly reason: string;
-  /** The reply's whole `response`: `{reason, errors?, details?}`. */
+  /** The reply's whole `response`: `{reason, errors?, details?, retry?}`. */
   readonly response: unknown;
+  /** The server asks to try again later (`response.retry === true`: the history store was unreachable); a rejoin does so by itself. */
+  readonly retry: boolean;
 }
 
 export declare class TimeoutError extends Error {}
@@ -60,6 +62,19 @@ export interface CallOptions {
   timeout?: number;
 }
 
+export interface JoinOptions extends CallOptions {
+  /** A topic with history: resume after this position ("<epoch>:<offset>") instead of the channel's own. */
+  position?: string | null;
+}
+
+/** Why a topic with history could not continue from the client's position. */
+export type ResyncReason = "malformed" | "epoch" | "future" | "expired";
+
+/** The payload of a `resync` event: reload the topic's state; the messages that follow continue from `channel.position`. */
+export interface ResyncPayload {
+  reason: ResyncReason;
+}
+
 export declare class Channel {
   readonly socket: Socket;
   readonly topic: string;
@@ -68,12 +83,16 @@ export declare class Channel {
   readonly joins: number;
   /** The last join reply. */
   readonly reply: unknown;
+  /** A topic with history: the last position received ("<epoch>:<offset>"), sent when the channel rejoins. */
+  readonly position: string | null;
   joinPayload: unknown;
-  join<R = unknown>(payload?: unknown, options?: CallOptions): Promise<R>;
+  join<R = unknown>(payload?: unknown, options?: JoinOptions): Promise<R>;
   leave(options?: CallOptions): Promise<void>;
   push<R = unknown>(event: string, payload?: unknown, options?: CallOptions): Promise<R>;
   send(event: string, payload?: unknown): void;
-  on<P = unknown>(event: string, callback: (payload: P) => void): Unsubscribe;
+  /** `position` is set on pushes of a topic with history. */
+  on(event: "resync", callback: (payload: ResyncPayload, position: string) => void): Unsubscribe;
+  on<P = unknown>(event: string, callback: (payload: P, position?: string) => void): Unsubscribe;
   onState(callback: (state: ChannelState) => void): Unsubscribe;
 }
 

@@ -10,6 +10,9 @@
 // Socket: the connection (reconnects with exponential backoff and jitter; never after a refused
 // handshake or a policy close), Channel: one topic (rejoined after every reconnect),
 // Presence: a member list kept in sync from presence_state + presence_diff.
+// On a topic with history a Channel keeps the last `position` it received and sends it when it
+// rejoins: the server replays what was missed, in order, once, or pushes a "resync" event
+// (channel.on("resync", ...)) so the page reloads its state.
 
 export const PROTOCOL = "ravyn.topics.v1";
 const SOCKET_TOPIC = "ravyn";
@@ -24,6 +27,8 @@ export class ReplyError extends Error {
     this.event = event;
     this.reason = reason;
     this.response = response;
+    /** The server asks to try again later (a join while the history store is unreachable). */
+    this.retry = Boolean(response && typeof response === "object" && response.retry === true);
   }
 }
 
@@ -125,6 +130,7 @@ export class Socket {
 
   _clearTimers() {
     clearTimeout(this._retryTimer); this._retryTimer = null;
+    for (const channel of this.channels.values()) { clearTimeout(channel._retryTimer); channel._retryTimer = null; }
     clearInterval(this._beatTimer); this._beatTimer = null;
     this._beatRef = null;
   }
@@ -216,12 +222,12 @@ export class Socket {
     if (this.ws && this.state === "open") this.ws.send(text); else this._queue.push(text);
   }
 
-  _request(topic, event, payload, timeout, ref = this._nextRef()) {
+  _request(topic, event, payload, timeout, ref = this._nextRef(), extra = null) {
     const ms = timeout ?? this.timeout;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => { this._replies.delete(ref); reject(new TimeoutError(topic, event, ms)); }, ms);
-      this._replies.set(ref, { topic, event, resolve, reject, timer });
-      this._send({ topic, event, payload: payload ?? {}, ref });
+      this._replies.set(ref, { topic, event, resolve, reject, timer, whole: extra !== null });
+      this._send({ topic, event, payload: payload ?? {}, ref, ...(extra ?? {}) });
     });
   }
 
@@ -241,14 +247,23 @@ export class Socket {
       this._replies.delete(String(frame.ref));
       clearTimeout(reply.timer);
       const payload = frame.payload ?? {};
-      if (payload.status === "ok") reply.resolve(payload.response);
+      if (payload.status === "ok") reply.resolve(reply.whole ? frame : payload.response);
       else reply.reject(new ReplyError(reply.topic, reply.event, payload.response));
       return;
     }
     const channel = this.channels.get(frame.topic);
-    if (channel) channel._dispatch(frame.event, frame.payload);
+    if (channel) channel._dispatch(frame.event, frame.payload, frame.position);
     else if (frame.event === "error") console.warn("ravyn topics:", frame.payload?.reason);
   }
+}
+
+// A join reply's position beyond the last push received, in the same history (pushes the server
+// skipped for this socket, e.g. broadcast with exclude).
+function later(position, than) {
+  if (than === null) return true;
+  const [epoch, offset] = position.split(":");
+  const [oldEpoch, oldOffset] = than.split(":");
+  return epoch === oldEpoch && Number(offset) > Number(oldOffset);
 }
 
 export class Channel {
@@ -260,6 +275,9 @@ export class Channel {
     this.joins = 0;            // joins the server accepted (first join and rejoins)
     this.reply = undefined;    // the last join reply
     this.joinPayload = {};
+    /** The last position received on a topic with history ("<epoch>:<offset>"), sent on rejoin. */
+    this.position = null;
+    this._pushed = false;      // a frame with a position arrived since the last join was sent
     this._wanted = false;
     this._joinedOn = 0;        // the connection number this channel last sent its join on
     this._waiters = [];
@@ -274,9 +292,14 @@ export class Channel {
     if (this.state !== state) { this.state = state; this._listeners.emit("$state", state); }
   }
 
-  /** Join (now, or as soon as the socket opens); resolves with the join reply, rejects with ReplyError. */
-  join(payload = {}, { timeout } = {}) {
+  /**
+   * Join (now, or as soon as the socket opens); resolves with the join reply, rejects with ReplyError.
+   * `position` (a topic with history) resumes after a position the page kept, e.g. the one its
+   * server-rendered messages end at.
+   */
+  join(payload = {}, { timeout, position } = {}) {
     this.joinPayload = payload ?? {};
+    if (position !== undefined && position !== null) this.position = String(position);
     this._wanted = true;
     if (this.state === "joined" && this._joinedOn === this.socket.connections) return Promise.resolve(this.reply);
     const promise = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
@@ -290,15 +313,32 @@ export class Channel {
     if (this._joinedOn === socket.connections) return;  // one join per connection, never two
     this._joinedOn = socket.connections;
     this._setState("joining");
-    socket._request(this.topic, "join", this.joinPayload, timeout).then(
-      (response) => {
+    this._pushed = false;
+    const extra = this.position === null ? {} : { position: this.position };
+    socket._request(this.topic, "join", this.joinPayload, timeout, undefined, extra).then(
+      (frame) => {
+        const response = frame.payload?.response;
+        const position = frame.position;
+        if (typeof position !== "string") this.position = null;  // no history (now): nothing to resume
+        else if (!this._pushed || later(position, this.position)) this.position = position;
         this.joins += 1;
+        this._retries = 0;
         this.reply = response;
         this._setState("joined");
         this._settle("resolve", response);
       },
       (error) => {
-        if (error instanceof ReplyError) {
+        if (error instanceof ReplyError && error.retry && this.joins > 0 && this._wanted) {
+          // A rejoin the server could not serve now (history store unreachable): again after a backoff.
+          const connection = socket.connections;
+          this._retries = (this._retries ?? 0) + 1;
+          this._joinedOn = 0;
+          this._setState("joining");
+          this._retryTimer = setTimeout(() => {
+            this._retryTimer = null;
+            if (socket.state === "open" && socket.connections === connection) this._rejoin();
+          }, socket.backoff(this._retries));
+        } else if (error instanceof ReplyError) {
           this._wanted = false;
           this._setState("errored");
           this._settle("reject", error);
@@ -325,7 +365,9 @@ export class Channel {
   /** Leave the topic and stop rejoining it. */
   async leave({ timeout } = {}) {
     this._wanted = false;
+    clearTimeout(this._retryTimer); this._retryTimer = null;
     this._joinedOn = 0;
+    this.position = null;
     this._setState("leaving");
     try {
       if (this.socket.state === "open") await this.socket._request(this.topic, "leave", {}, timeout);
@@ -342,7 +384,10 @@ export class Channel {
   /** Send event without asking for a reply. */
   send(event, payload = {}) { this.socket._send({ topic: this.topic, event, payload }); }
 
-  _dispatch(event, payload) { this._listeners.emit(event, payload); }
+  _dispatch(event, payload, position) {
+    if (typeof position === "string" && this._wanted) { this.position = position; this._pushed = true; }
+    this._listeners.emit(event, payload, position);
+  }
 }
 
 export class Presence {

@@ -2,9 +2,11 @@
 
 HTTP (form POSTs, no CSRF: a test app): ``/login/`` (username, password) logs in and
 answers a token; ``/token/`` answers a new token for the session's user; ``/logout/``;
-``/password/`` (password) sets a new password as Django's ``PasswordChangeView`` does.
+``/password/`` (password) sets a new password as Django's ``PasswordChangeView`` does;
+``/revoke/`` revokes the session user's tokens (``revoke_tokens``).
 Websocket ``/feed``: a token in ``["bearer", token]``; echoes text until the client
 leaves, then prints how the handler ended (the test reads the server log).
+Websocket ``/me``: the session's user (cookie), no token; echoes text the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ravyn_channels import Inject, WebSocket, WebSocketDisconnect, websocket
 from ravyn_channels.asgi import get_asgi_application
-from ravyn_channels.auth import issue_token, token_subprotocol, token_user
+from ravyn_channels.auth import issue_token, revoke_tokens, token_subprotocol, token_user
 from ravyn_channels.permissions import IsAuthenticated
 
 
@@ -29,6 +31,14 @@ async def feed(websocket: WebSocket, user: object = Inject(token_user)) -> None:
     except WebSocketDisconnect as exc:  # pragma: no cover - iter_text ends without raising
         print(f"feed raised {exc.code}", flush=True)
     print(f"feed of {websocket.user.username} ended: {websocket.close_code}", flush=True)
+
+
+@websocket("/me")
+async def me(websocket: WebSocket) -> None:
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        await websocket.send_text(f"{websocket.user.username or 'anonymous'}: {text}")
+    print(f"me of {websocket.user.username} ended: {websocket.close_code}", flush=True)
 
 
 @csrf_exempt
@@ -61,7 +71,14 @@ def password_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("changed")
 
 
+@csrf_exempt
+def revoke_view(request: HttpRequest) -> HttpResponse:
+    revoke_tokens(request.user)
+    return HttpResponse("revoked")
+
+
 urlpatterns = [
+    path("revoke/", revoke_view),
     path("login/", login_view),
     path("token/", token_view),
     path("logout/", logout_view),

@@ -1,6 +1,9 @@
 // The chat page: one topic socket (/live, ravyn.topics.v1) for every room. Rooms are joined and
 // left without reconnecting; the member list and the join/leave notices come from presence;
-// typing indicators are a second event. start() gets the topics client module (topics.js).
+// typing indicators are a second event. Rooms keep history: joining shows the last messages,
+// a rejoin after a reconnect gets the missed ones (topics.js sends the channel's last position);
+// a "resync" (the server could not continue from it) reloads the list from what follows.
+// start() gets the topics client module (topics.js).
 
 export function start({ Socket, Presence }) {
   const $ = (id) => document.getElementById(id);
@@ -91,6 +94,10 @@ export function start({ Socket, Presence }) {
     offs = [
       current.on("message", (m) => addLine(messages, "message", ["b", m.auth ? "user auth" : "user", String(m.user)],
         " ", ["span", "text", String(m.text)])),
+      current.on("resync", () => {  // what the page shows cannot be continued: start the list again
+        messages.replaceChildren();
+        addLine(messages, "notice resync", "history reloaded: earlier messages may be missing");
+      }),
       current.on("typing", (t) => {
         clearTimeout(typists.get(t.user));
         if (t.typing) typists.set(t.user, setTimeout(() => { typists.delete(t.user); showTyping(); }, 5000));
