@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from .report import goal_rows, machine, markdown, plot, plot_scale
+from .report import goal_rows, machine, markdown, plot
 from .run import FULL, QUICK, Runner, fanout_summary
+from .scale_report import plot_scale
 
 HERE = Path(__file__).resolve().parent
 

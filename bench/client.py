@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import os
+import random
 import re
 import statistics
 import sys
@@ -157,10 +158,14 @@ def topic_of(url: str) -> dict[str, str] | None:
     return {k: v[0] for k, v in query.items()} if "topic" in query else None
 
 
-async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, index: int = 0) -> Conn:
+#: Failed connection attempts that were retried, by kind, in this client process (reported by the scale runs).
+RETRIED: dict[str, int] = {}
+
+
+async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, index: int = 0, tries: int = 3) -> Conn:
     topic = topic_of(url)
     headers = dict(HEADERS, **({"Sec-WebSocket-Protocol": "ravyn.topics.v1"} if topic else {}))
-    for attempt in range(3):
+    for attempt in range(tries):
         try:
             _, listener = await ws_connect(
                 lambda: Conn(on_text, index, topic), url, extra_headers=headers, websocket_handshake_timeout=10
@@ -176,21 +181,30 @@ async def open_conn(url: str, on_text: Callable[[Conn, bytes], None] | None, ind
                 await asyncio.wait_for(conn.joined, 10)
                 asyncio.get_running_loop().call_later(HEARTBEAT, conn.beat)
             return conn
-        except Exception:
-            if attempt == 2:
+        except Exception as exc:
+            if attempt == tries - 1:
                 raise
-            await asyncio.sleep(0.2 * (attempt + 1))
+            kind = failure_kind(exc)
+            RETRIED[kind] = RETRIED.get(kind, 0) + 1
+            await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
     raise AssertionError("unreachable")
 
 
-async def open_many(urls: list[str], n: int, on_text: Any, *, concurrency: int = 64, start: int = 0) -> list[Conn]:
+async def open_many(
+    urls: list[str], n: int, on_text: Any, *, concurrency: int = 64, start: int = 0, tries: int = 3
+) -> list[Conn]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> Conn:
         async with gate:
-            return await open_conn(urls[i % len(urls)], on_text, i)
+            return await open_conn(urls[i % len(urls)], on_text, i, tries)
 
-    return list(await asyncio.gather(*(one(i) for i in range(start, start + n))))
+    opened = await asyncio.gather(*(one(i) for i in range(start, start + n)), return_exceptions=True)
+    failed = [c for c in opened if isinstance(c, BaseException)]
+    if failed:  # close what did open before saying why the rest did not
+        await close_many([c for c in opened if isinstance(c, Conn)])
+        raise failed[0]
+    return opened  # type: ignore[return-value]
 
 
 async def close_many(conns: list[Conn], timeout: float = 10.0) -> None:
@@ -568,6 +582,11 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
 # holds one target's connections at a time), each phase bounded in time.
 
 
+#: Attempts per connection while opening thousands: a handshake the server has not answered within
+#: its timeout (it is busy accepting the others) is retried, counted in ``open_retried``.
+SCALE_TRIES = 20
+
+
 def redis_calls(url: str | None) -> dict[str, int]:
     """Calls per Redis command so far (``INFO commandstats``) on the run's private Redis."""
     if not url:
@@ -619,8 +638,11 @@ async def timed_broadcasts(room: Room, samples: int, limit: float) -> tuple[list
     return took, lost
 
 
-async def sustained(room: Room, window: int, seconds: float) -> tuple[float, int, int]:
-    """``window`` broadcasts in flight for ``seconds``: completed broadcasts per second, losses, count."""
+async def sustained(room: Room, window: int, seconds: float, limit: float = 30) -> tuple[float, int, int]:
+    """``window`` broadcasts in flight for ``seconds``: completed broadcasts per second, losses, count.
+
+    A broadcast not complete after ``limit`` seconds counts as lost (10,000 members of a slow variant,
+    eight broadcasts queued: a broadcast can take tens of seconds)."""
     done = [0]
     lost = [0]
     t0 = now()
@@ -628,7 +650,7 @@ async def sustained(room: Room, window: int, seconds: float) -> tuple[float, int
 
     async def lane() -> None:
         while now() < end:
-            if await room.broadcast(timeout=30) is None:
+            if await room.broadcast(timeout=limit) is None:
                 lost[0] += 1
                 return
             done[0] += 1
@@ -643,41 +665,59 @@ async def scale_room(spec: dict[str, Any]) -> dict[str, Any]:
     the Redis commands the broadcasts cost."""
     out: dict[str, Any] = {}
     for name, target in spec["targets"].items():
-        pids = target["pids"]
-        rss0 = await settled_rss(pids, 0.5)
-        room = QuietRoom(spec["clients"])
-        t = now()
-        room.conns = await open_many(target["urls"], spec["clients"], room.on_text, concurrency=spec["concurrency"])
-        opened = now() - t
-        rss1 = await settled_rss(pids, spec["settle"])
-        result: dict[str, Any] = {
-            "kib_per_conn": (rss1 - rss0) / spec["clients"] / 1024,
-            "rss_mib": rss1 / 2**20,
-            "open_s": opened,
-        }
-        if not await room.warm(timeout=spec["limit"]):
-            result["error"] = f"only {room.seen} of {room.n} clients got a warm-up broadcast"
-        else:
-            await room.quiet(limit=spec["limit"])
-            calls0 = redis_calls(spec.get("redis"))
-            took, lost = await timed_broadcasts(room, spec["samples"], spec["limit"])
-            rate, lost2, done = await sustained(room, spec["window"], spec["slice"])
-            calls = calls_delta(calls0, redis_calls(spec.get("redis")))
-            count = len(took) + done
-            result.update(
-                until_last_p50_ms=percentile(took, 50) * 1e3,
-                until_last_p99_ms=percentile(took, 99) * 1e3,
-                samples=len(took),
-                broadcasts_per_s=rate,
-                lost=lost + lost2,
-            )
-            if calls:
-                result["redis_calls"] = calls
-                result["broadcasts_counted"] = count
-        await close_many(room.conns, timeout=30)
-        out[name] = result
+        try:
+            out[name] = await _scale_room(spec, target)
+        except Exception as exc:  # this variant's failure; the next variant is still measured
+            out[name] = {"error": f"{type(exc).__name__}: {exc}", "open_retried": dict(RETRIED)}
         await asyncio.sleep(1.0)
     return out
+
+
+async def _scale_room(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    pids = target["pids"]
+    rss0 = await settled_rss(pids, 0.5)
+    room = QuietRoom(spec["clients"])
+    t = now()
+    RETRIED.clear()
+    room.conns = await open_many(
+        target["urls"], spec["clients"], room.on_text, concurrency=spec["concurrency"], tries=SCALE_TRIES
+    )
+    opened = now() - t
+    rss1 = await settled_rss(pids, spec["settle"])
+    result: dict[str, Any] = {
+        "kib_per_conn": (rss1 - rss0) / spec["clients"] / 1024,
+        "rss_mib": rss1 / 2**20,
+        "open_s": opened,
+        "open_retried": dict(RETRIED),
+    }
+    # Every member has joined (or is about to) once its handshake is done: one warm-up normally
+    # reaches all; re-sent every 10 s only (a slow variant takes seconds per broadcast to 10,000:
+    # re-sending every second would queue warm-ups ahead of the measured broadcasts).
+    if not await room.warm(timeout=spec["limit"], every=10.0):
+        missing = [c for c in room.conns if not c.seen]
+        closed = sum(1 for c in missing if c.transport is None or c.transport.is_disconnected)
+        result["error"] = (
+            f"only {room.seen:,} of {room.n:,} clients got a warm-up broadcast within {spec['limit']} s "
+            f"({closed} of the {len(missing)} others' connections closed)"
+        )
+    else:
+        await room.quiet(limit=spec["limit"])
+        calls0 = redis_calls(spec.get("redis"))
+        took, lost = await timed_broadcasts(room, spec["samples"], spec["limit"])
+        rate, lost2, done = await sustained(room, spec["window"], spec["slice"], spec["limit"])
+        calls = calls_delta(calls0, redis_calls(spec.get("redis")))
+        result.update(
+            until_last_p50_ms=percentile(took, 50) * 1e3,
+            until_last_p99_ms=percentile(took, 99) * 1e3,
+            samples=len(took),
+            broadcasts_per_s=rate,
+            lost=lost + lost2,
+        )
+        if calls:
+            result["redis_calls"] = calls
+            result["broadcasts_counted"] = len(took) + done
+    await close_many(room.conns, timeout=30)
+    return result
 
 
 async def scale_chat(spec: dict[str, Any]) -> dict[str, Any]:
@@ -698,12 +738,16 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
 
     async def one(r: int, room: Room, i: int) -> Conn:
         async with gate:
-            return await open_conn(f"{urls[(r * members + i) % len(urls)]}{r}", room.on_text, i)
+            # member i of room r on process (r + i) mod n: every process hosts senders (member 0) and members
+            return await open_conn(f"{urls[(r + i) % len(urls)]}{r}", room.on_text, i, SCALE_TRIES)
 
     async def join(r: int, room: Room) -> None:
         room.conns = list(await asyncio.gather(*(one(r, room, i) for i in range(members))))
 
+    RETRIED.clear()
+    t = now()
     await asyncio.gather(*(join(r, room) for r, room in enumerate(rooms)))
+    opened = {"open_s": now() - t, "open_retried": dict(RETRIED)}
     try:
         # A warm-up broadcast every 5 s per room, 100 rooms at a time: 1,000 rooms re-sending
         # every second would queue more than a slow variant can deliver.
@@ -715,7 +759,15 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
 
         warmed = await asyncio.gather(*(warm(room) for room in rooms))
         if not all(warmed):
-            return {"error": f"{warmed.count(False)} rooms not warmed within {spec['limit']} s"}
+            cold = [room for room, ok in zip(rooms, warmed, strict=True) if not ok]
+            missing = sum(room.n - room.seen for room in cold)
+            closed = sum(1 for room in cold for c in room.conns if c.transport is None or c.transport.is_disconnected)
+            return opened | {
+                "error": f"{len(cold)} rooms not warmed within {spec['limit']} s",
+                "rooms_not_warmed": len(cold),
+                "members_missing": missing,
+                "connections_closed": closed,
+            }
         await asyncio.gather(*(room.quiet(limit=spec["limit"]) for room in rooms))
         lat: list[float] = []
         lost = [0]
@@ -732,7 +784,7 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
 
         await asyncio.gather(*(lane(room) for room in rooms))
         wall = now() - t0
-        return {
+        return opened | {
             "deliveries_per_s": len(lat) * members / wall,
             "messages_per_s": len(lat) / wall,
             "p50_ms": percentile(lat, 50) * 1e3,
@@ -745,45 +797,119 @@ async def _chat(spec: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
             await close_many(room.conns, timeout=30)
 
 
+def listen_counters() -> dict[str, int]:
+    """The kernel's listen-queue counters (``/proc/net/netstat``): SYNs dropped because a listening
+    socket's accept queue was full. Machine-wide (every process of this network namespace)."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], (int(v) for v in values.split()[1:]), strict=False))
+            return {k: table[k] for k in ("ListenOverflows", "ListenDrops") if k in table}
+    return {}
+
+
+#: The storm's clients stop retrying this many times the plan's ``limit`` after the restart.
+STORM_BOUND = 2
+
+
+def retry_delay(failed: int) -> float:
+    """Seconds before the next attempt after ``failed`` failures, as the project's JavaScript clients
+    wait (``backoffDelay``: 0.5 s doubling to 30 s, half of it random)."""
+    delay = min(30.0, 0.5 * 2.0 ** (failed - 1))
+    return delay / 2 + random.random() * delay / 2
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short name for why a connection attempt failed (``ConnectionRefusedError``: nothing listens;
+    ``HTTP 403``: the server refused the upgrade, e.g. daphne when its application did not accept
+    within ``--websocket_connect_timeout``, 5 s by default)."""
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError"
+    status = getattr(getattr(exc, "response", None), "status", None)
+    if status is not None:
+        return f"HTTP {int(status)}"
+    return type(exc).__name__
+
+
+async def listening_after(pid: int, port: int, t0: float, limit: float) -> float | None:
+    """Seconds from ``t0`` until process ``pid`` listens on ``port`` (``None``: not within ``limit``)."""
+    while now() - t0 < limit:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            conns = []
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            return now() - t0
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
     """``clients`` in rooms of ``members`` on one server; the server is restarted (SIGTERM, then the
-    same command again); every client reconnects at once (retrying refused attempts every 0.2 s);
-    time until every room has everyone back (a broadcast in each room reaches all its members)."""
+    same command again); every client reconnects at once (retrying a failed attempt after 0.2 s);
+    time until every room has everyone back (a broadcast in each room reaches all its members).
+
+    Failed attempts are counted by kind (``ConnectionRefusedError``: the new process does not
+    listen yet); the time the new process took to listen, the successful attempts' connect
+    times and the kernel's listen-queue overflows say where the rest of the time went."""
     import os
     import signal
     import subprocess
 
     url = spec["url"]
+    port = urlsplit(url).port or 80
     n, size = spec["clients"], spec["members"]
     rooms = [Room(size) for _ in range(n // size)]
     attempts = {"refused": 0, "tries": 0}
+    failures: dict[str, int] = {}
+    connect_times: list[float] = []
+    deadline = [now() + STORM_BOUND * spec["limit"]]
 
-    async def connect_room(r: int, room: Room, gate: asyncio.Semaphore | None) -> None:
-        async def one(i: int) -> Conn:
-            while True:
+    async def connect_room(r: int, room: Room, gate: asyncio.Semaphore) -> None:
+        async def attempt(i: int) -> Conn:
+            _, c = await ws_connect(
+                lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS, websocket_handshake_timeout=30
+            )
+            if c is None:
+                raise ConnectionError("closed during the handshake")
+            return c  # type: ignore[return-value]
+
+        async def one(i: int) -> Conn | None:
+            failed = 0
+            while now() < deadline[0]:
                 attempts["tries"] += 1
+                t = now()
                 try:
-                    if gate is None:
-                        _, c = await ws_connect(
-                            lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS,
-                            websocket_handshake_timeout=30,
-                        )  # fmt: skip
-                    else:
-                        async with gate:
-                            _, c = await ws_connect(
-                                lambda: Conn(room.on_text, i), f"{url}{r}", extra_headers=HEADERS,
-                                websocket_handshake_timeout=30,
-                            )  # fmt: skip
-                    return c  # type: ignore[return-value]
-                except Exception:
+                    async with gate:  # the kernel retries a dropped SYN for ~2 min: bound each attempt
+                        c = await asyncio.wait_for(attempt(i), max(0.1, min(60.0, deadline[0] - now())))
+                    connect_times.append(now() - t)
+                    return c
+                except Exception as exc:
                     attempts["refused"] += 1
-                    await asyncio.sleep(0.2)
+                    kind = failure_kind(exc)
+                    failures[kind] = failures.get(kind, 0) + 1
+                    failed += 1
+                    await asyncio.sleep(retry_delay(failed) if spec.get("backoff") else 0.2)
+            return None  # not back within the bound
 
-        room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))
+        room.conns = list(await asyncio.gather(*(one(i) for i in range(size))))  # type: ignore[arg-type]
 
-    gate = asyncio.Semaphore(spec["concurrency"])
+    def complete(room: Room) -> bool:
+        return all(c is not None for c in room.conns)
+
+    async def warm_all() -> list[bool]:
+        return list(await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms if complete(room))))
+
+    gate = asyncio.Semaphore(spec["concurrency"])  # the first connections: a bounded ramp
     await asyncio.gather(*(connect_room(r, room, gate) for r, room in enumerate(rooms)))
-    await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+    if not all(complete(room) for room in rooms) or not all(await warm_all()):
+        for room in rooms:
+            await close_many(room.conns, timeout=30)
+        return {"error": f"the {n:,} clients did not all connect and join before the restart"}
     # Restart the server: the clients see their connections close.
     os.kill(spec["pid"], signal.SIGTERM)
     for _ in range(400):  # until it has exited (a zombie of the orchestrator counts as gone)
@@ -802,28 +928,51 @@ async def scale_storm(spec: dict[str, Any]) -> dict[str, Any]:
         for c in room.conns:
             c.seen = False
     log = open(spec["log"], "ab")  # noqa: ASYNC230  (nothing else runs yet)
+    calls0 = redis_calls(spec.get("redis"))
+    listen0 = listen_counters()
+    attempts.update(refused=0, tries=0)
+    failures.clear()
+    connect_times.clear()
+    t0 = now()
+    deadline[0] = t0 + STORM_BOUND * spec["limit"]
     proc = subprocess.Popen(  # noqa: ASYNC220
         spec["argv"], cwd=spec["cwd"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT
     )
-    calls0 = redis_calls(spec.get("redis"))
-    attempts.update(refused=0, tries=0)
-    t0 = now()
-    # Every client reconnects at once, as browsers' reconnect loops do.
-    await asyncio.gather(*(connect_room(r, room, None) for r, room in enumerate(rooms)))
+    listening = asyncio.ensure_future(listening_after(proc.pid, port, t0, spec["limit"]))
+    # Every client reconnects at once, as browsers' reconnect loops do (no client-side gate).
+    unbounded = asyncio.Semaphore(n)
+    await asyncio.gather(*(connect_room(r, room, unbounded) for r, room in enumerate(rooms)))
     connected = now() - t0
-    warmed = await asyncio.gather(*(room.warm(timeout=spec["limit"]) for room in rooms))
+    back_clients = sum(1 for room in rooms for c in room.conns if c is not None)
+    warmed = await warm_all()
     back = now() - t0
+    cold = [room for room in rooms if complete(room) and room.seen < room.n]
+    missing = [c for room in cold for c in room.conns if c is not None and not c.seen]
     calls = calls_delta(calls0, redis_calls(spec.get("redis")))
+    listen1 = listen_counters()
+    listen_s = await listening
     for room in rooms:
         await close_many(room.conns, timeout=30)
     return {
         "clients": n,
+        "clients_back": back_clients,
+        "bound_s": STORM_BOUND * spec["limit"],
+        "backlog": spec.get("backlog"),
+        "listening_s": listen_s,
         "connected_s": connected,
         "all_back_s": back,
-        "rooms_back": sum(warmed),
+        "rooms_back": sum(warmed),  # rooms with every member back, and a broadcast that reached them all
+        "members_missing": len(missing),  # connected, in a room not back, without its broadcast
+        "missing_closed": sum(1 for c in missing if c.transport is None or c.transport.is_disconnected),
+        "backoff": bool(spec.get("backoff")),
         "rooms": len(rooms),
         "refused": attempts["refused"],
         "attempts": attempts["tries"],
+        "failures": failures,
+        "connect_p50_s": percentile(connect_times, 50),
+        "connect_p99_s": percentile(connect_times, 99),
+        "connect_max_s": max(connect_times, default=float("nan")),
+        "listen_overflows": {k: listen1.get(k, 0) - v for k, v in listen0.items()},
         "redis_calls": calls,
         "redis_calls_per_reconnect": sum(calls.values()) / n if calls else None,
         "new_pid": proc.pid,

@@ -233,7 +233,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
         "with the seed's plain list manager, **topics** = a `TopicSocket` (ravyn.topics.v1): the echo is an "
         "event answered by a reply, the fan-out a topic broadcast (each frame a JSON envelope), the "
         "connection set-up includes the join. Same job, same server, same run.",
-        "- \"server CPU\" is the CPU time the server process(es) used per operation: it does not depend "
+        '- "server CPU" is the CPU time the server process(es) used per operation: it does not depend '
         "on how much of the core other processes took, so its ratios are the steadier ones.",
         "",
         "## Goals",
@@ -289,7 +289,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
         "",
         "## Broadcast fan-out: every client in one room, one client triggers the broadcasts",
         "",
-        "Two phases per variant. One at a time: \"until last\" is the time from the trigger until the last "
+        'Two phases per variant. One at a time: "until last" is the time from the trigger until the last '
         "client has the broadcast. Sustained: one sender keeps "
         f"{fan['window']} broadcasts in flight; completed broadcasts per second. Server CPU is summed over "
         "the server processes. Redis rows: two daphne processes, clients split between them, the trigger on "
@@ -348,164 +348,12 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], plan: Any) -> str:
 
     lines += costs_markdown(results, plan)
     if "scale" in results:
+        from .scale_report import scale_markdown
+
         lines += scale_markdown(results["scale"])
     if plan.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in plan.notes]
     return "\n".join(lines) + "\n"
-
-
-def _err(r: Any) -> str | None:
-    if not isinstance(r, dict):
-        return "not run"
-    return str(r["error"]) if "error" in r else None
-
-
-def scale_markdown(scale: dict[str, Any]) -> list[str]:
-    """The ``--scale`` section of ``results.md``."""
-    plan = scale.get("plan", {})
-    lines = [
-        "",
-        "## Scale (`--scale`)",
-        "",
-        "Measured after the workloads above, in the same run; targets one after the other (a client "
-        "process holds one target's connections at a time). Redis runs use a private `redis-server` on "
-        "127.0.0.1 started for the run, so that `INFO commandstats` counts this run's commands only. "
-        "Plot: [`scale.png`](scale.png).",
-        "",
-        f"### {plan.get('idle_clients', 0):,} idle connections on one daphne process (in-memory layer)",
-        "",
-        "Every client in one room. RSS per connection: the server's RSS growth over the connections. "
-        f"Until last: {plan.get('samples')} broadcasts one at a time, time until the last client has it. "
-        f"Sustained: {plan.get('window')} broadcasts in flight for {plan.get('slice')} s.",
-        "",
-    ]
-    idle = scale.get("idle") or {}
-    rows = []
-    for name in ("ravyn", "ref", "listloop"):
-        r = idle.get(name)
-        if _err(r):
-            rows.append([LABELS[name], _err(r) or "", "", "", "", ""])
-            continue
-        rows.append([
-            LABELS[name], _num(r.get("kib_per_conn"), 1), _num(r.get("rss_mib"), 0),
-            _num(r.get("until_last_p50_ms"), 1), _num(r.get("until_last_p99_ms"), 1),
-            _num(r.get("broadcasts_per_s"), 2),
-        ])  # fmt: skip
-    lines += _table(["variant", "KiB / connection", "RSS MiB", "until last p50 ms", "p99 ms", "broadcasts/s"], rows)
-    cluster = (scale.get("cluster") or {}).get("ravyn")
-    lines += [
-        "",
-        f"### {plan.get('procs')} daphne processes on `RedisChannelLayer`, {plan.get('cluster_clients', 0):,} "
-        "clients in one room (ravyn_channels)",
-        "",
-    ]
-    if _err(cluster):
-        lines.append(f"Not measured: {_err(cluster)}")
-    else:
-        assert isinstance(cluster, dict)
-        calls = cluster.get("redis_calls", {})
-        count = cluster.get("broadcasts_counted") or 0
-        per = {k: v / count for k, v in calls.items()} if count else {}
-        lines += _table(
-            ["until last p50 ms", "p99 ms", "broadcasts/s", "RSS per connection KiB (4 processes)",
-             "layer messages per broadcast", "Redis commands per broadcast"],
-            [[_num(cluster.get("until_last_p50_ms"), 1), _num(cluster.get("until_last_p99_ms"), 1),
-              _num(cluster.get("broadcasts_per_s"), 2), _num(cluster.get("kib_per_conn"), 1),
-              _num((per.get("zadd") or 0) / 2, 2), _num(sum(per.values()), 2)]],
-        )  # fmt: skip
-        lines += [
-            "",
-            "Layer messages: `ZADD` calls ÷ 2 (`RedisChannelLayer` adds a message to the channel's sorted set "
-            "inside its `EVAL`ed `group_send` script, and again to a backup set when a process reads it); one per "
-            "process is the design. Redis commands per broadcast: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()))
-            + ".",
-        ]
-    chat = scale.get("chat") or {}
-    lines += [
-        "",
-        f"### Chat-shaped: {plan.get('chat_rooms', 0):,} rooms of {plan.get('chat_members')} over "
-        f"{plan.get('procs')} daphne processes (`RedisChannelLayer`)",
-        "",
-        "Members of a room spread over the processes; every room's first member sends, one message in "
-        f"flight per room, for {plan.get('slice')} s. Latency: until the room's last member has it.",
-        "",
-    ]
-    rows = []
-    for name in ("ravyn", "ref"):
-        r = chat.get(name)
-        if _err(r):
-            rows.append([LABELS[name], _err(r) or "", "", "", "", ""])
-            continue
-        rows.append([
-            LABELS[name], _num(r.get("deliveries_per_s")), _num(r.get("messages_per_s")), _num(r.get("p50_ms"), 1),
-            _num(r.get("p99_ms"), 1), _num(r.get("cpu_ms_per_message"), 2),
-        ])  # fmt: skip
-    lines += _table(["variant", "deliveries/s", "messages/s", "p50 ms", "p99 ms", "server CPU ms per message"], rows)
-    storm = scale.get("storm")
-    lines += [
-        "",
-        f"### Reconnect storm: {plan.get('storm_clients', 0):,} clients (rooms of {plan.get('storm_members')}) "
-        "reconnect at once after a daphne restart (ravyn_channels, `RedisChannelLayer`)",
-        "",
-    ]
-    if _err(storm):
-        lines.append(f"Not measured: {_err(storm)}")
-    else:
-        assert isinstance(storm, dict)
-        calls = storm.get("redis_calls", {})
-        n = storm.get("clients") or 1
-        lines += _table(
-            ["all connected s", "all back in their rooms s", "rooms back", "refused attempts", "attempts",
-             "Redis commands per reconnect"],
-            [[_num(storm.get("connected_s"), 2), _num(storm.get("all_back_s"), 2),
-              f"{storm.get('rooms_back')} / {storm.get('rooms')}", _num(storm.get("refused")),
-              _num(storm.get("attempts")), _num(storm.get("redis_calls_per_reconnect"), 2)]],
-        )  # fmt: skip
-        lines += [
-            "",
-            "\"Back in their rooms\": a broadcast in every room reached all its members. Redis commands from "
-            "the restart to then, per reconnecting client: "
-            + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8]) + ".",
-        ]
-    return lines
-
-
-def plot_scale(scale: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"ref": "#9e9e9e", "listloop": "#8172b2", "ravyn": "#dd8452"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    idle = scale.get("idle") or {}
-    names = [n for n in ("ravyn", "ref", "listloop") if isinstance(idle.get(n), dict) and "error" not in idle[n]]
-    n = (scale.get("plan") or {}).get("idle_clients", 0)
-    ax = axes[0]
-    for i, name in enumerate(names):
-        r = idle[name]
-        ax.bar([i - 0.2], [r.get("until_last_p50_ms") or 0], 0.4, color=colors[name], label=f"{SHORT[name]} p50")
-        ax.bar([i + 0.2], [r.get("until_last_p99_ms") or 0], 0.4, color=colors[name], alpha=0.5, hatch="//")
-    ax.set_xticks(range(len(names)), [SHORT[x] for x in names])
-    ax.set_yscale("log")
-    ax.set_title(f"{n:,} connections, one daphne: broadcast until last (p50, p99 hatched)", fontsize=9)
-    ax.set_ylabel("ms (log)")
-    ax = axes[1]
-    ax.bar(range(len(names)), [idle[x].get("kib_per_conn") or 0 for x in names], color=[colors[x] for x in names])
-    ax.set_xticks(range(len(names)), [SHORT[x] for x in names])
-    ax.set_title("server RSS per idle connection", fontsize=9)
-    ax.set_ylabel("KiB")
-    chat = scale.get("chat") or {}
-    ax = axes[2]
-    cn = [x for x in ("ravyn", "ref") if isinstance(chat.get(x), dict) and "error" not in chat[x]]
-    ax.bar(range(len(cn)), [chat[x].get("deliveries_per_s") or 0 for x in cn], color=[colors[x] for x in cn])
-    ax.set_xticks(range(len(cn)), [SHORT[x] for x in cn])
-    ax.set_title("chat: rooms of 10 over 4 processes, deliveries/s", fontsize=9)
-    fig.suptitle(f"ravyn_channels at scale — {meta['date']}, {meta['cpu']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- the plot -----------------------------------------------------------------------------

@@ -102,11 +102,15 @@ class Runner:
             "echo": {}, "handshake": {}, "memory": {}, "fanout": {}, "churn": {}, "resume": {},
         }  # fmt: skip
 
-    def _start(self, variants: tuple[str, ...], server: str, layer: str, copies: int = 1) -> dict[str, list[Server]]:
+    def _start(
+        self, variants: tuple[str, ...], server: str, layer: str, copies: int = 1, backlog: int | None = None
+    ) -> dict[str, list[Server]]:
         started: dict[str, list[Server]] = {}
         try:
             for v in variants:
-                started[v] = [Server(v, server, layer, f"{self.prefix}{v}", self.logdir) for _ in range(copies)]
+                started[v] = [
+                    Server(v, server, layer, f"{self.prefix}{v}", self.logdir, backlog=backlog) for _ in range(copies)
+                ]
             for group in started.values():
                 for s in group:
                     s.wait_ready()

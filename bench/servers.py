@@ -75,14 +75,17 @@ class Server:
 
     def __init__(
         self, variant: str, server: str, layer: str, prefix: str, logdir: Path, app: str | None = None,
-        path: str | None = None,
+        path: str | None = None, backlog: int | None = None,
     ):  # fmt: skip
         self.variant, self.server, self.layer = variant, server, layer
         self.port = free_port()
         app = app or APPS[variant]
-        if server == "daphne":
+        if server == "daphne" and backlog:  # daphne's -b/-p listen with Twisted's default backlog, 50
+            endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog={backlog}"
+            argv = [str(BIN / "daphne"), "-v", "0", "-e", endpoint, app]
+        elif server == "daphne":
             argv = [str(BIN / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(self.port), app]
-        elif server == "uvicorn":
+        elif server == "uvicorn":  # (uvicorn's --backlog defaults to 2048)
             argv = [
                 str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port),
                 "--lifespan", "off", "--log-level", "warning", "--no-access-log", app,

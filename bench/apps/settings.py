@@ -55,4 +55,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    # channels-redis says at INFO when a group_send drops messages over a channel's capacity;
+    # the scale run counts those lines in the server logs.
+    # ravyn_channels' daphne adapter says at INFO when it closes a connection for HANDSHAKE_TIMEOUT;
+    # the reconnect storm counts those lines.
+    "loggers": {"channels_redis": {"level": "INFO"}, "ravyn_channels.servers": {"level": "INFO"}},
 }
