@@ -25,7 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "cross_process_alias",
-    "idle_timeout", "prepare_layer", "prepare_layers", "redis_channel_layer",
+    "idle_timeout",
+    "prepare_layer",
+    "prepare_layers",
+    "redis_channel_layer",
     "timeout_problems",
 ]
 
@@ -36,6 +39,12 @@ BLOCKING_READ = 5.0
 
 #: Prefix of the process channels on ``RedisChannelLayer`` (``ravyn-process.<client>!<id>``).
 PROCESS_CHANNEL = "ravyn-process"
+#: Connections a ``hosts`` entry's pool may open (redis-py 8 caps a pool at 100 by default and then
+#: raises ``MaxConnectionsError`` instead of waiting, so a burst of more than 100 concurrent layer calls
+#: in one process -- broadcasts to many rooms at once -- loses messages; redis-py 7 had no cap).
+#: Below Redis's own default ``maxclients`` (10,000) for a few processes.
+MAX_CONNECTIONS = 2_000
+
 #: Messages a process channel may hold on ``RedisChannelLayer`` before ``group_send`` drops
 #: more (the layer's default ``capacity``, 100, is meant for one consumer's channel; a process
 #: channel carries every room of its process). Messages still expire after the layer's ``expiry``.
@@ -69,11 +78,14 @@ def redis_channel_layer(
     ``RedisChannelLayer`` (persistent per-channel queues, needed for
     ``runworker``-style named channels). ``config`` adds keys to the layer's
     ``CONFIG`` (``prefix``, ``capacity``, ``group_expiry``, ...).
+
+    The host also sets ``max_connections`` (``MAX_CONNECTIONS``): redis-py 8's
+    default pool of 100 raises ``MaxConnectionsError`` when more layer calls are
+    in flight in one process (a busy chat: many rooms broadcasting at once), and
+    the message of that call is lost.
     """
-    host: dict[str, Any] = {"address": url, "socket_timeout": None}
-    backend = (
-        "channels_redis.pubsub.RedisPubSubChannelLayer" if pubsub else "channels_redis.core.RedisChannelLayer"
-    )
+    host: dict[str, Any] = {"address": url, "socket_timeout": None, "max_connections": MAX_CONNECTIONS}
+    backend = "channels_redis.pubsub.RedisPubSubChannelLayer" if pubsub else "channels_redis.core.RedisChannelLayer"
     return {"BACKEND": backend, "CONFIG": {"hosts": [host], **config}}
 
 
@@ -136,7 +148,8 @@ def timeout_problems(config: Any) -> tuple[list[int], list[tuple[int, Any]]]:
 
 
 def prepare_layer(layer: Any) -> bool:
-    """Give a ``RedisChannelLayer``'s hosts without ``socket_timeout`` the value ``None``; True if changed.
+    """Give a ``RedisChannelLayer``'s hosts without ``socket_timeout`` the value ``None``, and those
+    without ``max_connections`` ``MAX_CONNECTIONS``; True if changed.
 
     Call it before the layer opens connections (ravyn_channels does, at startup
     and before its process channel first reads); hosts that set a value keep it.
@@ -153,6 +166,13 @@ def prepare_layer(layer: Any) -> bool:
     for host in layer.hosts:
         if not _host_timeout(host)[0]:
             host = {**host, "socket_timeout": None}
+            changed = True
+        if (
+            isinstance(host, Mapping)
+            and "max_connections" not in host
+            and "max_connections" not in str(host.get("address", ""))
+        ):
+            host = {**host, "max_connections": MAX_CONNECTIONS}
             changed = True
         hosts.append(host)
     if changed:
@@ -191,7 +211,7 @@ def prepare_layers() -> None:
     from django.conf import settings
 
     for alias, config in (getattr(settings, "CHANNEL_LAYERS", None) or {}).items():
-        if timeout_problems(config)[0]:
+        if isinstance(config, Mapping) and _is_core_backend(config.get("BACKEND", "")):
             try:
                 prepare_layer(get_channel_layer(alias))
             except Exception as exc:  # a broken configuration is the system checks' business

@@ -20,7 +20,7 @@ from ravyn_channels.checks import (
     check_routes,
     check_settings,
 )
-from ravyn_channels.layers import prepare_layer, redis_channel_layer
+from ravyn_channels.layers import MAX_CONNECTIONS, prepare_layer, redis_channel_layer
 
 
 def route(path: str, endpoint: Any = None) -> WebSocketRoute[Any]:
@@ -188,7 +188,9 @@ def test_e020_the_same_is_an_error_under_check_deploy() -> None:
 
 
 def test_e021_an_origin_pattern_that_never_matches() -> None:
-    with override_settings(RAVYN_CHANNELS={"ORIGINS": ["https://ok.example", "*.example.com", "https://a.example/app"]}):
+    with override_settings(
+        RAVYN_CHANNELS={"ORIGINS": ["https://ok.example", "*.example.com", "https://a.example/app"]}
+    ):
         errors = check_origins(routes=[])
     assert ids(errors) == ["ravyn_channels.E021", "ravyn_channels.E021"]
     assert "origin pattern '*.example.com': write '.example.com'" in errors[0].msg
@@ -201,6 +203,8 @@ def test_e022_a_trusted_proxy_that_is_not_an_address() -> None:
     assert error.id == "ravyn_channels.E022" and "'nginx' is not an IP address or network" in error.msg
     with override_settings(RAVYN_CHANNELS={"TRUSTED_PROXIES": "10.0.0.1"}):
         assert ids(check_settings()) == ["ravyn_channels.E004"]
+
+
 @pytest.mark.parametrize(
     ("key", "value", "check_id"),
     [
@@ -237,6 +241,8 @@ def test_w040_low_open_file_limit_on_deploy_only() -> None:
     assert check_open_files(limit=65536) == []
     assert check_open_files in registry.get_checks(include_deployment_checks=True)
     assert check_open_files not in registry.get_checks(include_deployment_checks=False)
+
+
 CORE = "channels_redis.core.RedisChannelLayer"
 
 
@@ -259,6 +265,7 @@ def test_w010_redis_channel_layer_hosts_we_adjust(hosts: Any) -> None:
 
         layer = get_channel_layer()
         assert prepare_layer(layer) and all(host["socket_timeout"] is None for host in layer.hosts)
+        assert all(host["max_connections"] == MAX_CONNECTIONS for host in layer.hosts)
         assert not prepare_layer(layer)  # once is enough
     assert isinstance(warning, Warning) and warning.id == "ravyn_channels.W010"
     assert "sets socket_timeout=None on these hosts" in warning.msg and "'socket_timeout': None" in warning.hint
