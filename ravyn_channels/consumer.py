@@ -296,7 +296,10 @@ class RavynConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 logger.exception("Handler %s raised; closing with 1011", route.qualname)
             await self._close(status.WS_1011_INTERNAL_ERROR)
             return
-        if ws.application_state is WebSocketState.CONNECTING:
+        if ws.application_state is WebSocketState.CONNECTING and ws.close_code is not None:
+            # The client (or the server's handshake timeout) gave up before the handler accepted.
+            logger.debug("Client of %s left before the handshake was accepted", route.qualname)
+        elif ws.application_state is WebSocketState.CONNECTING:
             logger.warning(
                 "Handler %s returned without calling websocket.accept(); handshake refused. "
                 "Call 'await websocket.accept()' before receiving or sending.",

@@ -343,3 +343,31 @@ async def test_close_with_reserved_code_is_refused() -> None:
     async with connect(reserved, "/reserved") as ws:
         assert await ws.wait_closed() == 1000
     assert errors and "1006 is not a close code a server may send" in errors[0]
+
+
+async def test_client_leaving_before_accept_is_not_a_handler_bug(rc_logs: pytest.LogCaptureFixture) -> None:
+    # The client (or the server's handshake timeout) gives up while the handler is still busy
+    # before accept: accept() finds it gone, the handler ends, and no WARNING blames the handler.
+    from channels.testing import WebsocketCommunicator
+
+    from ravyn_channels.asgi import websocket_application
+
+    ended = asyncio.Event()
+
+    @websocket("/slow-accept")
+    async def slow_accept(websocket: WebSocket) -> None:
+        await asyncio.sleep(0.05)  # a slow dependency, a busy process
+        try:
+            await websocket.accept()
+            await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            ended.set()
+
+    communicator = WebsocketCommunicator(websocket_application([slow_accept]), "/slow-accept")
+    await communicator.send_input({"type": "websocket.connect"})
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+    await asyncio.wait_for(ended.wait(), 5)
+    await communicator.wait(2)
+    assert [r for r in rc_logs.records if r.levelno >= logging.WARNING] == []
