@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from .readme import readme_block, update_readme
 from .report import goal_rows, machine, markdown, plot
 from .run import FULL, QUICK, Runner, fanout_summary
 from .scale_report import plot_scale
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = HERE / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "results.json").write_text(json.dumps({"meta": meta, "plan": plan.name, "results": results}, indent=1))
+    readme = HERE.parent / "README.md"
+    if args.out.resolve() == HERE and plan.name == "full" and not args.only_scale and plan.only is None:
+        if update_readme(readme, readme_block(results, meta)):
+            log(f"bench: updated the performance table of {readme}")
     print(text)
     log(f"bench: done in {meta['seconds']} s; wrote {args.out / 'results.md'} and {args.out / 'results.png'}")
     missed = [row for row in goal_rows(results) if row[-1] == "**no**"]
