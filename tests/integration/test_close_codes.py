@@ -32,8 +32,8 @@ TIMES = 5
 
 #: SIGTERM: every client has its 1001, and every handler that returns on WebSocketDisconnect has
 #: run its cleanup, within this many seconds; handlers that ignore it are cancelled within this of
-#: DISCONNECT_GRACE. Measured (one figure per run, the last of 50): 1001s 21-76 ms, cleanups 3-29 ms,
-#: deaf handlers cancelled 5-14 ms after the grace, at loads 6-14.
+#: DISCONNECT_GRACE. Measured in 12 runs at loads 6-14 (the last of 50 each): 1001s 11-84 ms,
+#: cleanups 3-29 ms, deaf handlers cancelled 3-22 ms after the grace.
 SOON = 0.25
 
 

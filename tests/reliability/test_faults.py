@@ -123,13 +123,13 @@ async def test_tcp_reset_is_seen_by_the_handler(start_server: StartServer, evide
         line = next(x for x in log.splitlines() if f"gone t{i} " in x)
         assert line.split()[2] == "1006"
         delays.append(float(line.split()[3]) - at)
-    # Measured at loads 6-14 on 2 cores: median 0.4-1.1 ms, max 2-16 ms. The median must stay at
-    # milliseconds (half the resets delayed by a scheduler stall is not a loaded machine, it is a poll);
+    # Measured at loads 6-14 on 2 cores (11 runs): median 0.4-1.1 ms, max 2-36 ms. The median must
+    # stay at milliseconds (half the resets delayed past 10 ms is not a scheduler stall but a poll);
     # no single one may take half a second (DISCONNECT_GRACE and daphne's poll are 1 s).
     median = statistics.median(delays)
-    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: median of 20", median, "< 0.025 s", "s")
+    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: median of 20", median, "< 0.01 s", "s")
     evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: max of 20", max(delays), "< 0.5 s", "s")
-    assert median < 0.025, f"handlers learnt of TCP resets after {sorted(delays)} s"
+    assert median < 0.01, f"handlers learnt of TCP resets after {sorted(delays)} s"
     assert max(delays) < 0.5, f"a handler learnt of a TCP reset {max(delays):.2f}s after it"
 
 
