@@ -39,11 +39,13 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(
     finally:
         sock.close()
     growth = peak["rss_kib"] - before["rss_kib"]
-    evidence("100k x 1 KB to a client that never reads: RSS growth", growth / 1024, "<= 5", "MiB")
+    # What the client may cost: SEND_BUFFER_LIMIT (1 MiB) before it is dropped, plus allocator
+    # slack. Measured 0.07-1.19 MiB; daphne alone buffers all 100 MiB.
+    evidence("100k x 1 KB to a client that never reads: RSS growth", growth / 1024, "<= 3", "MiB")
     assert "it is not reading" in log
     assert "feed sent all" not in log
     assert log.split("feed stopped after ")[1].split("\n")[0].endswith(": 1006")  # what the handler saw
-    assert growth <= 5 * MIB
+    assert growth <= 3 * MIB
 
 
 async def test_one_message_larger_than_the_send_buffer_limit_still_goes_out(
