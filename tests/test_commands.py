@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -150,23 +149,6 @@ def test_ws_send_json_refuses_nan_and_infinity(constant: str) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ((), "--user PK, --connection ID, or --manager NAME"),
-        (("--user", "1", "--code", "1006"), "1006 is not a close code"),
-        (("lobby",), "--user PK, --connection ID, or --manager NAME"),
-        (("--user", "1", "lobby"), "ROOM belongs to a manager"),
-        (("--user", "1", "--reason", "x" * 124), "123 UTF-8 bytes"),
-    ],
-)
-def test_ws_kick_refuses_nonsense(args: tuple[str, ...], message: str) -> None:
-    """Checked before anything is sent (no Redis needed); the CLI's exit code: tests/integration/test_ops.py."""
-    redis = {"default": redis_channel_layer(REDIS_URL)}
-    with override_settings(CHANNEL_LAYERS=redis), pytest.raises(CommandError, match=re.escape(message)):
-        call_command("ws_kick", *args)
-
-
 async def test_ws_presence_escapes_control_and_bidi_characters() -> None:
     import asyncio
 

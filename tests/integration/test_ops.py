@@ -132,7 +132,7 @@ async def test_ws_kick_command_from_another_process(
 
 
 def test_ws_kick_refuses_nonsense(tmp_path: Path) -> None:
-    """The CLI exits non-zero with the reason on stderr (each refusal: tests/test_commands.py)."""
+    """The CLI exits non-zero with the reason on stderr (each refusal: tests/test_ws_kick.py)."""
     write_redis_settings(tmp_path)
     bad_code = ws_kick(tmp_path, "--user", "1", "--code", "1006")
     assert bad_code.returncode != 0 and "1006 is not a close code" in bad_code.stderr
