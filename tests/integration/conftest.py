@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -56,17 +57,25 @@ class Server:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log(self, since: int = 0) -> str:
+        """The output so far; from ``since`` (a ``mark()``) on when given."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
 
-    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+    def mark(self) -> int:
+        """Where the log ends now: ``log(since=mark)`` is what the server wrote after this call."""
+        return self.log_path.stat().st_size
+
+    def wait_for_log(self, text: str, timeout: float = 5.0, since: int = 0) -> str:
+        """Wait until ``text`` is in the log (from ``since`` on); return that log."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            log = self.log()
+            log = self.log(since)
             if text in log:
                 return log
             time.sleep(0.05)
-        raise AssertionError(f"{text!r} not in server log after {timeout}s:\n{self.log()}")
+        raise AssertionError(f"{text!r} not in server log after {timeout}s:\n{self.log(since)}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
@@ -92,9 +101,9 @@ def server_env(settings: str | None = None, **extra: str) -> dict[str, str]:
 StartServer = Callable[..., Server]
 
 
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Start ``daphne app`` (or ``server="uvicorn"``); every server is stopped at teardown."""
+@contextlib.contextmanager
+def server_starter(directory: Path) -> Iterator[StartServer]:
+    """``start(app, ...)`` writing logs into ``directory``; every server it started is stopped on exit."""
     servers: list[Server] = []
 
     def start(
@@ -114,14 +123,34 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             argv = [str(bindir / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", app]
         else:
             argv = [sys.executable, *app.split()]
-        log_path = tmp_path / f"{server}-{port}.log"
+        log_path = directory / f"{server}-{port}.log"
         s = Server(argv, cwd, server_env(settings, **(env or {})), port, log_path)
         servers.append(s)
         return s
 
-    yield start
-    for s in servers:
-        s.stop()
+    try:
+        yield start
+    finally:
+        for s in servers:
+            s.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start ``daphne app`` (or ``server="uvicorn"``); every server is stopped at teardown."""
+    with server_starter(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
+    """``start_server`` for servers shared by a module's independent tests (stopped after the module).
+
+    Such tests read the log from ``server.mark()`` on (``wait_for_log(..., since=mark)``), not
+    what earlier tests left in it.
+    """
+    with server_starter(tmp_path_factory.mktemp("servers")) as start:
+        yield start
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import statistics
 import time
 from typing import Any
 
@@ -19,14 +20,35 @@ pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.closecodes:app"
 
 #: "At once": a handler's exception closes with 1011, and a handler that never accepts is refused
-#: with 403, within this many seconds (measured: 2-16 ms on daphne and uvicorn). Plain daphne waits
-#: for its 1 s application poll: a quarter of that leaves room for a loaded machine and still fails it.
-AT_ONCE = 0.25
+#: with 403, within this many seconds of the frame (or of the handshake) on a warm server: the
+#: median of TIMES tries must be under it, and no single try may reach STALL. Measured on the 2-core
+#: CI machine by `python -m bench.close_latency` (100 warm tries of each, daphne and uvicorn): p99
+#: 2-6 ms idle; at load 12-14, p50 1-7 ms, p90 27-64 ms, p99 125-325 ms (a loaded machine's
+#: scheduler stalls single tries). Plain daphne's 1 s application poll, or a delay of 0.15 s, fails
+#: the median; a 1 s delay fails STALL. (A server's first connection is not measured: its imports
+#: took up to 0.21 s at that load.)
+AT_ONCE = 0.1
+STALL = 0.5
+TIMES = 5
+
+#: SIGTERM: every client has its 1001, and every handler that returns on WebSocketDisconnect has
+#: run its cleanup, within this many seconds; handlers that ignore it are cancelled within this of
+#: DISCONNECT_GRACE. Measured in 12 runs at loads 6-14 (the last of 50 each): 1001s 11-84 ms,
+#: cleanups 3-29 ms, deaf handlers cancelled 3-22 ms after the grace.
+SOON = 0.25
 
 
-@pytest.fixture(params=["daphne", "uvicorn"])
-def server(request: pytest.FixtureRequest, start_server: StartServer) -> Server:
-    return start_server(APP, server=request.param)
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def server(request: pytest.FixtureRequest, start_module_server: StartServer) -> Server:
+    """One server per kind for the module's independent tests (each reads the log from its mark)."""
+    return start_module_server(APP, server=request.param)
+
+
+async def warm(server: Server, ws_connect: Any) -> None:
+    """One echo round trip, so a timed test measures the server, not its first connection's imports."""
+    async with ws_connect(f"{server.ws}/echo") as ws:
+        await ws.send("warm")
+        assert await asyncio.wait_for(ws.recv(), 5) == "warm"
 
 
 async def closed_with(ws: Any) -> tuple[int, str]:
@@ -46,51 +68,70 @@ async def test_echo_and_empty_messages(server: Server, ws_connect: Any) -> None:
 
 
 async def test_handler_raises_closes_1011_with_one_traceback(server: Server, ws_connect: Any, evidence: Record) -> None:
-    async with ws_connect(f"{server.ws}/raise") as ws:
-        started = time.monotonic()
-        await ws.send("go")
-        code, _ = await closed_with(ws)
-        took = time.monotonic() - started
-    evidence("handler raised: 1011 received after", took, f"< {AT_ONCE} s", "s")
-    assert code == 1011
-    assert took < AT_ONCE, f"1011 arrived {took:.2f}s after the frame that made the handler raise"
-    log = server.wait_for_log("handler bug on purpose")
-    assert "raise_handler raised; closing with 1011" in log
-    assert log.count("Traceback") == 1
+    await warm(server, ws_connect)
+    took = []
+    for _ in range(TIMES):
+        mark = server.mark()
+        async with ws_connect(f"{server.ws}/raise") as ws:
+            started = time.monotonic()
+            await ws.send("go")
+            code, _ = await closed_with(ws)
+            took.append(time.monotonic() - started)
+        assert code == 1011
+        log = server.wait_for_log("handler bug on purpose", since=mark)
+        assert "raise_handler raised; closing with 1011" in log
+        assert log.count("Traceback") == 1
+    evidence(f"handler raised: 1011 received after (median of {TIMES})", statistics.median(took), f"< {AT_ONCE} s", "s")
+    evidence(f"handler raised: 1011 received after (max of {TIMES})", max(took), f"< {STALL} s", "s")
+    assert statistics.median(took) < AT_ONCE, f"1011 arrived {took} s after the frame that made the handler raise"
+    assert max(took) < STALL, f"1011 arrived {took} s after the frame that made the handler raise"
 
 
 @pytest.mark.parametrize("path", ["/noaccept", "/receive-first"])
 async def test_never_accepting_is_refused_with_403(
     server: Server, ws_connect: Any, path: str, evidence: Record
 ) -> None:
-    started = time.monotonic()
-    with pytest.raises(InvalidStatus) as info:
-        async with ws_connect(f"{server.ws}{path}"):
-            pass
-    took = time.monotonic() - started
-    evidence("handler never accepted: 403 received after", took, f"< {AT_ONCE} s", "s")
-    assert info.value.response.status_code == 403
-    assert took < AT_ONCE, f"the 403 took {took:.2f}s"
-    log = server.wait_for_log("handshake refused")
-    assert "Traceback" not in log
+    await warm(server, ws_connect)
+    took = []
+    for _ in range(TIMES):
+        mark = server.mark()
+        started = time.monotonic()
+        with pytest.raises(InvalidStatus) as info:
+            async with ws_connect(f"{server.ws}{path}"):
+                pass
+        took.append(time.monotonic() - started)
+        assert info.value.response.status_code == 403
+        log = server.wait_for_log("handshake refused", since=mark)
+        assert "Traceback" not in log
+    evidence(
+        f"handler never accepted: 403 received after (median of {TIMES})",
+        statistics.median(took),
+        f"< {AT_ONCE} s",
+        "s",
+    )
+    evidence(f"handler never accepted: 403 received after (max of {TIMES})", max(took), f"< {STALL} s", "s")
+    assert statistics.median(took) < AT_ONCE, f"the 403s took {took} s"
+    assert max(took) < STALL, f"the 403s took {took} s"
 
 
 async def test_unknown_path_is_refused_not_500(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     with pytest.raises(InvalidStatus) as info:
         async with ws_connect(f"{server.ws}/missing/path"):
             pass
     assert info.value.response.status_code == 403
-    server.wait_for_log("no route matches")
+    server.wait_for_log("no route matches", since=mark)
 
 
 async def test_invalid_json_closes_1007(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     async with ws_connect(f"{server.ws}/json") as ws:
         await ws.send('{"ok": 1}')
         assert await asyncio.wait_for(ws.recv(), 5) == '{"ok":1}'
         await ws.send("{nope")
         code, _ = await closed_with(ws)
     assert code == 1007
-    assert "Traceback" not in server.wait_for_log("invalid JSON")
+    assert "Traceback" not in server.wait_for_log("invalid JSON", since=mark)
 
 
 @pytest.mark.parametrize(("path", "frame"), [("/text", b"bin"), ("/bytes", "text")])
@@ -102,13 +143,14 @@ async def test_wrong_frame_type_closes_1003(server: Server, ws_connect: Any, pat
 
 
 async def test_route_size_limit_closes_1009(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     async with ws_connect(f"{server.ws}/small") as ws:
         await ws.send("x" * 1000)
         assert len(await asyncio.wait_for(ws.recv(), 5)) == 1000
         await ws.send("x" * 1001)
         code, _ = await closed_with(ws)
     assert code == 1009
-    server.wait_for_log("over the 1000-byte limit")
+    server.wait_for_log("over the 1000-byte limit", since=mark)
 
 
 async def test_frame_over_global_limit_closes_1009(server: Server, ws_connect: Any) -> None:
@@ -126,15 +168,18 @@ async def test_handler_close_code_and_reason_reach_client(server: Server, ws_con
 
 
 async def test_client_close_code_reaches_handler(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     async with ws_connect(f"{server.ws}/wait") as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "ready"
         await ws.close(code=4321)
-    server.wait_for_log("wait_handler saw disconnect 4321")
+    server.wait_for_log("wait_handler saw disconnect 4321", since=mark)
 
 
-async def test_server_shutdown_closes_going_away(server: Server, ws_connect: Any) -> None:
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_server_shutdown_closes_going_away(start_server: StartServer, ws_connect: Any, kind: str) -> None:
     """SIGTERM: daphne (adapted) closes with 1001; uvicorn closes with its own 1012 first."""
-    expected = 1001 if "daphne" in server.log_path.name else 1012
+    server = start_server(APP, server=kind)  # its own: this test stops it
+    expected = 1001 if kind == "daphne" else 1012
     async with ws_connect(f"{server.ws}/wait") as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "ready"
         server.proc.send_signal(signal.SIGTERM)
@@ -160,22 +205,24 @@ async def test_sigterm_with_fifty_clients_closes_each_1001_and_runs_every_cleanu
     await asyncio.to_thread(server.proc.wait, 10)
     exited = time.time() - sent
     assert [code for code, _ in closes] == [1001] * 50
-    cleanups = {line.split()[1]: float(line.split()[-1]) - sent for line in server.log().splitlines()
-                if line.startswith("cleanup ")}
+    cleanups = {
+        line.split()[1]: float(line.split()[-1]) - sent
+        for line in server.log().splitlines()
+        if line.startswith("cleanup ")
+    }
     assert sorted(cleanups) == sorted(p.rsplit("/", 1)[1] for p in paths)
     assert all(f"cleanup t{i} saw 1001 " in server.log() for i in range(40))
     cooperative = max(cleanups[f"t{i}"] for i in range(40))
     deaf = [cleanups[f"d{i}"] for i in range(10)]
-    evidence("SIGTERM, 50 clients: last 1001 received after", closed, f"< {2 * AT_ONCE} s", "s")
-    evidence("SIGTERM: last cleanup of a handler that returns", cooperative, f"< {2 * AT_ONCE} s", "s")
+    evidence("SIGTERM, 50 clients: last 1001 received after", closed, f"< {SOON} s", "s")
+    evidence("SIGTERM: last cleanup of a handler that returns", cooperative, f"< {SOON} s", "s")
     evidence("SIGTERM: first cleanup of a handler that ignores it", min(deaf), ">= DISCONNECT_GRACE (1 s)", "s")
-    evidence("SIGTERM: last cleanup of a handler that ignores it", max(deaf), f"< {1 + 2 * AT_ONCE} s", "s")
+    evidence("SIGTERM: last cleanup of a handler that ignores it", max(deaf), f"< {1 + SOON} s", "s")
     evidence("SIGTERM: daphne exited after", exited, "", "s")
-    # Measured: closes and cooperative cleanups within 0.02 s, deaf handlers cancelled at 1.00-1.01 s.
     grace = 1.0  # DISCONNECT_GRACE's default
-    assert closed < 2 * AT_ONCE, f"the last 1001 arrived {closed:.2f}s after SIGTERM"
-    assert cooperative < 2 * AT_ONCE, f"a handler's cleanup ran {cooperative:.2f}s after SIGTERM"
-    assert grace <= min(deaf) and max(deaf) < grace + 2 * AT_ONCE, f"deaf handlers cancelled at {deaf}"
+    assert closed < SOON, f"the last 1001 arrived {closed:.2f}s after SIGTERM"
+    assert cooperative < SOON, f"a handler's cleanup ran {cooperative:.2f}s after SIGTERM"
+    assert grace <= min(deaf) and max(deaf) < grace + SOON, f"deaf handlers cancelled at {deaf}"
 
 
 async def test_mirrored_codes_without_daphne_adapter(start_server: StartServer, ws_connect: Any) -> None:

@@ -132,12 +132,7 @@ async def test_ws_kick_command_from_another_process(
 
 
 def test_ws_kick_refuses_nonsense(tmp_path: Path) -> None:
+    """The CLI exits non-zero with the reason on stderr (each refusal: tests/test_ws_kick.py)."""
     write_redis_settings(tmp_path)
-    nothing = ws_kick(tmp_path)
-    assert nothing.returncode != 0 and "--user PK, --connection ID, or --manager NAME" in nothing.stderr
     bad_code = ws_kick(tmp_path, "--user", "1", "--code", "1006")
     assert bad_code.returncode != 0 and "1006 is not a close code" in bad_code.stderr
-    room_alone = ws_kick(tmp_path, "lobby")
-    assert room_alone.returncode != 0
-    long_reason = ws_kick(tmp_path, "--user", "1", "--reason", "x" * 124)
-    assert long_reason.returncode != 0 and "123 UTF-8 bytes" in long_reason.stderr

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.parity:app"
 
 
-@pytest.fixture(params=["daphne", "uvicorn"])
-def server(request: pytest.FixtureRequest, start_server: StartServer) -> Server:
-    return start_server(APP, server=request.param)
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def server(request: pytest.FixtureRequest, start_module_server: StartServer) -> Server:
+    """One server per kind for the module's tests (each reads the log from its mark)."""
+    return start_module_server(APP, server=request.param)
 
 
 async def test_parameters_scope_route_and_query_params(server: Server, ws_connect: Any) -> None:
@@ -41,9 +42,10 @@ async def test_parameters_scope_route_and_query_params(server: Server, ws_connec
 
 
 async def test_missing_plain_parameter_is_refused_with_403(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     with pytest.raises(InvalidStatus) as info:
         async with ws_connect(f"{server.ws}/facts/lobby"):
             pass
     assert info.value.response.status_code == 403  # in process the refusal is close code 1008
-    log = server.wait_for_log("missing query parameter 'q'")
+    log = server.wait_for_log("missing query parameter 'q'", since=mark)
     assert "Traceback" not in log

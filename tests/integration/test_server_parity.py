@@ -23,9 +23,10 @@ pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.serverparity:app"
 
 
-@pytest.fixture(params=["daphne", "uvicorn"])
-def server(request: pytest.FixtureRequest, start_server: StartServer) -> Server:
-    return start_server(APP, server=request.param)
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def server(request: pytest.FixtureRequest, start_module_server: StartServer) -> Server:
+    """One server per kind for the module's tests (each reads the log from its mark)."""
+    return start_module_server(APP, server=request.param)
 
 
 def errors_in(log: str) -> list[str]:
@@ -69,13 +70,14 @@ async def test_accept_headers_from_pairs_with_a_subprotocol(server: Server, ws_c
 
 @pytest.mark.parametrize("code", [401, 404, 429])
 async def test_handler_denial_response(server: Server, ws_connect: Any, code: int) -> None:
+    mark = server.mark()
     response = await refused(ws_connect, f"{server.ws}/deny/{code}")
     assert response.status_code == code
     assert response.headers["x-why"] == "test"
     assert response.headers["content-type"] == "application/json"
     assert json.loads(response.body) == {"detail": "nope"}
     await asyncio.sleep(0.2)  # the application has returned
-    assert errors_in(server.log()) == []
+    assert errors_in(server.log(mark)) == []
 
 
 async def test_django_http_response_as_denial(server: Server, ws_connect: Any) -> None:
@@ -92,20 +94,22 @@ async def test_starlette_response_as_denial(server: Server, ws_connect: Any) -> 
 
 
 async def test_dependency_denial_chooses_status_headers_and_body(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     response = await refused(ws_connect, f"{server.ws}/dep?token=bad")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert json.loads(response.body) == {"detail": "bad token"}
-    assert errors_in(server.wait_for_log("Refused websocket /dep")) == []
+    assert errors_in(server.wait_for_log("Refused websocket /dep", since=mark)) == []
     async with ws_connect(f"{server.ws}/dep?token=good") as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "good"
 
 
 async def test_permission_status_code(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     response = await refused(ws_connect, f"{server.ws}/limited")
     assert response.status_code == 429
     assert json.loads(response.body) == {"detail": "permission denied"}
-    assert "too many connections" in server.wait_for_log("Refused websocket /limited")
+    assert "too many connections" in server.wait_for_log("Refused websocket /limited", since=mark)
 
 
 async def test_without_the_extension_denials_are_403(start_server: StartServer, ws_connect: Any) -> None:
@@ -123,17 +127,19 @@ async def test_without_the_extension_denials_are_403(start_server: StartServer, 
 
 
 async def test_client_close_reason_reaches_handler(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     async with ws_connect(f"{server.ws}/reason") as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "ready"
         await ws.close(code=4123, reason="bye for now")
-    server.wait_for_log("reason handler saw disconnect 4123 'bye for now'")
+    server.wait_for_log("reason handler saw disconnect 4123 'bye for now'", since=mark)
 
 
 async def test_close_frame_without_a_code_reads_1005(server: Server, ws_connect: Any) -> None:
+    mark = server.mark()
     async with ws_connect(f"{server.ws}/reason") as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "ready"
         await ws.close(code=None)  # type: ignore[arg-type]  # an empty close frame
-    server.wait_for_log("reason handler saw disconnect 1005 ''")
+    server.wait_for_log("reason handler saw disconnect 1005 ''", since=mark)
 
 
 # -- 14: sending to a client whose TCP connection was reset -------------------------------
@@ -145,20 +151,21 @@ async def test_sending_to_a_reset_client_is_a_disconnect_without_errors(
 ) -> None:
     """Reset while the handler sends, or once the send buffer is full (uvicorn: the handler waits in
     send; daphne: SEND_BUFFER_LIMIT drops the client first, with a WARNING)."""
+    mark = server.mark()
     async with ws_connect(f"{server.ws}/flood", max_queue=1) as ws:
         await asyncio.wait_for(ws.recv(), 5)
         await asyncio.sleep(wait)
         sock = ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         ws.transport.abort()  # RST, no close frame
-    log = server.wait_for_log("flood saw disconnect")
+    log = server.wait_for_log("flood saw disconnect", since=mark)
     code = int(log.split("flood saw disconnect ")[1].split()[0])
     # What the server reports for a lost connection: 1006; uvicorn's websockets-sansio protocol says
     # 1005 once the handshake is complete (its connection_lost), and a failed send says 1006 when
     # uvicorn has not queued that yet.
     assert code in ({1006} if "daphne" in server.log_path.name else {1005, 1006})
     await asyncio.sleep(1.5)  # time for a late "Task exception was never retrieved" or ERROR line
-    log = server.log()
+    log = server.log(mark)
     assert "Traceback" not in log
     assert "ERROR" not in log
     assert "never retrieved" not in log
@@ -168,13 +175,13 @@ async def test_sending_to_a_reset_client_is_a_disconnect_without_errors(
 async def test_client_close_while_the_handler_sends(server: Server, ws_connect: Any) -> None:
     """Sends that race the client's close frame (daphne: autobahn is closing; uvicorn: its
     ClientDisconnected) end in WebSocketDisconnect with the client's code, and no ERROR."""
+    mark = server.mark()
     for _ in range(5):
         async with ws_connect(f"{server.ws}/flood", max_queue=None) as ws:  # reads on to the close reply
             await asyncio.wait_for(ws.recv(), 5)
             await ws.close(code=4000, reason="enough")
-    log = server.wait_for_log("flood saw disconnect 4000")
+    server.wait_for_log("flood saw disconnect 4000", since=mark)
     await asyncio.sleep(1.0)
-    log = server.log()
+    log = server.log(mark)
     assert log.count("flood saw disconnect") == 5
     assert errors_in(log) == []
-

@@ -123,9 +123,14 @@ async def test_tcp_reset_is_seen_by_the_handler(start_server: StartServer, evide
         line = next(x for x in log.splitlines() if f"gone t{i} " in x)
         assert line.split()[2] == "1006"
         delays.append(float(line.split()[3]) - at)
-    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: median of 20", statistics.median(delays), "", "s")
-    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: max of 20", max(delays), "< 0.25 s", "s")
-    assert max(delays) < 0.25, f"a handler learnt of a TCP reset {max(delays):.2f}s after it"
+    # Measured at loads 6-14 on 2 cores (11 runs): median 0.4-1.1 ms, max 2-36 ms. The median must
+    # stay at milliseconds (half the resets delayed past 10 ms is not a scheduler stall but a poll);
+    # no single one may take half a second (DISCONNECT_GRACE and daphne's poll are 1 s).
+    median = statistics.median(delays)
+    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: median of 20", median, "< 0.01 s", "s")
+    evidence("TCP reset -> WebSocketDisconnect(1006) in the handler: max of 20", max(delays), "< 0.5 s", "s")
+    assert median < 0.01, f"handlers learnt of TCP resets after {sorted(delays)} s"
+    assert max(delays) < 0.5, f"a handler learnt of a TCP reset {max(delays):.2f}s after it"
 
 
 async def test_handler_bug_closes_only_its_connection(start_server: StartServer, ws_connect: Any) -> None:

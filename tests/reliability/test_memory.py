@@ -39,11 +39,13 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(
     finally:
         sock.close()
     growth = peak["rss_kib"] - before["rss_kib"]
-    evidence("100k x 1 KB to a client that never reads: RSS growth", growth / 1024, "<= 5", "MiB")
+    # What the client may cost: SEND_BUFFER_LIMIT (1 MiB) before it is dropped, plus allocator
+    # slack. Measured 0.07-1.19 MiB; daphne alone buffers all 100 MiB.
+    evidence("100k x 1 KB to a client that never reads: RSS growth", growth / 1024, "<= 3", "MiB")
     assert "it is not reading" in log
     assert "feed sent all" not in log
     assert log.split("feed stopped after ")[1].split("\n")[0].endswith(": 1006")  # what the handler saw
-    assert growth <= 5 * MIB
+    assert growth <= 3 * MIB
 
 
 async def test_one_message_larger_than_the_send_buffer_limit_still_goes_out(
@@ -201,10 +203,12 @@ async def test_flood_against_full_inbox_closes_1013(
         sock.close()
     after = await stats(ws_connect, server)
     growth = after["rss_kib"] - before["rss_kib"]
-    evidence("flood vs a full inbox: RSS growth", growth / 1024, "<= 10", "MiB")
+    # What the bound holds: 256 + 64 messages of 1 KB. Measured 0.37-0.44 MiB; daphne alone buffers
+    # the whole flood (hundreds of MiB in 5 s).
+    evidence("flood vs a full inbox: RSS growth", growth / 1024, "<= 2", "MiB")
     assert code == 1013
     assert "256 unread messages (inbox_size)" in server.log()
-    assert growth <= 10 * MIB
+    assert growth <= 2 * MIB
 
 
 async def test_flood_with_backpressure_loses_nothing_and_stays_bounded(
@@ -237,7 +241,7 @@ async def test_flood_with_backpressure_loses_nothing_and_stays_bounded(
     growth = held["rss_kib"] - before["rss_kib"]
     evidence("backpressure: 1 KB messages pushed before TCP blocked", sent, "")
     evidence("backpressure: of those, not read by the handler", sent - counted, "<= 1")
-    evidence("backpressure: RSS growth", growth / 1024, "<= 10", "MiB")
+    evidence("backpressure: RSS growth", growth / 1024, "<= 2", "MiB")
     # A frame interrupted by the timeout is incomplete on the wire: at most that one is missing.
     assert counted in (sent, sent - 1)
-    assert growth <= 10 * MIB
+    assert growth <= 2 * MIB  # measured 0.51-0.52 MiB: the 64 + 256 messages held
