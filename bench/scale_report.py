@@ -187,11 +187,11 @@ def _chat(scale: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         "`specific.` channel), and the capacity applies to that key: once 100 messages wait for a process's "
         "consumers, `group_send` drops the rest (logged at INFO, counted above from the servers' logs). "
         "ravyn_channels sends a room's message once per process, on a process channel of capacity 10,000 "
-        "(`PROCESS_CHANNEL_CAPACITY`). Both go through channels-redis's redis-py connection pool, 100 connections "
-        'per process, which raises `MaxConnectionsError` ("Too many connections") instead of waiting when '
-        "more layer calls are in flight: a broadcast of ours then reaches only its own process (one WARNING), a "
-        "hand-written consumer's `group_send` raises and the consumer dies; counted from the servers' logs, "
-        "warm-up included.",
+        "(`PROCESS_CHANNEL_CAPACITY`). Both go through channels-redis's redis-py connection pool, which redis-py 8 "
+        'caps at 100 connections per process, raising `MaxConnectionsError` ("Too many connections") instead of '
+        "waiting when more layer calls are in flight; ravyn_channels, installed in every variant's settings, gives "
+        "`RedisChannelLayer` hosts `max_connections` 2,000 at start-up (`MAX_CONNECTIONS`), so a loss from the pool "
+        "would show in the servers' logs, counted above with the capacity drops, warm-up included.",
     ]
 
 
