@@ -30,9 +30,11 @@ import collections
 import logging
 from typing import Any
 
-from . import servers
+from . import metrics
 from .conf import get_settings
+from .safetext import escape
 from .websocket import Message, WebSocket, WebSocketDisconnect
+from .writes import take_backlog
 
 __all__ = ["behind", "post", "ready"]
 
@@ -57,7 +59,7 @@ _behind = False
 def behind() -> bool:
     """Whether a delivery since the last call found a member behind (and reset it)."""
     global _behind
-    was = _behind or servers.take_backlog()
+    was = _behind or take_backlog()
     _behind = False
     return was
 
@@ -137,7 +139,7 @@ def _drop(ws: WebSocket, box: _Outbox, limit: int) -> None:
     logger.warning(
         "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); it is not reading.",
         _client(ws),
-        ws.scope.get("path", "?"),
+        escape(ws.scope.get("path", "?")),
         box.size,
         limit,
     )
@@ -145,6 +147,7 @@ def _drop(ws: WebSocket, box: _Outbox, limit: int) -> None:
     box.size = 0
     if transport is not None:
         transport.abort()  # the server sees the connection lost, and tells the handler
+    metrics.event("slow_reader_drops")
     if box.task is not None:
         box.task.cancel()
     _boxes.pop(ws, None)
@@ -152,4 +155,4 @@ def _drop(ws: WebSocket, box: _Outbox, limit: int) -> None:
 
 def _client(ws: WebSocket) -> str:
     client = ws.scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "?"
+    return escape(f"{client[0]}:{client[1]}") if client else "?"  # behind a proxy: client-written

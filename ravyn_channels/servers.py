@@ -60,9 +60,8 @@ from typing import Any
 from . import metrics, status, writes
 from .conf import fragment_limit, get_settings
 from .safetext import escape
-from .writes import take_backlog
 
-__all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter", "take_backlog"]
+__all__ = ["close_code", "daphne_adapter_installed", "install_daphne_adapter"]
 
 logger = logging.getLogger("ravyn_channels")
 
@@ -114,12 +113,34 @@ class FlowControlQueue(asyncio.Queue):  # type: ignore[type-arg]
 
 def _path(protocol: Any) -> str:
     request = getattr(protocol, "request", None)
-    return str(getattr(request, "path", "?"))
+    return escape(getattr(request, "path", "?"))  # client-written
 
 
 def _client(protocol: Any) -> str:
     addr = getattr(protocol, "client_addr", None)
     return escape(f"{addr[0]}:{addr[1]}") if addr else "?"  # daphne --proxy-headers: client-written
+
+
+def _dropped_for_send_limit(protocol: Any, why: str) -> bool:
+    """Abort a connection with more than ``SEND_BUFFER_LIMIT`` bytes unsent (one WARNING); True if it was."""
+    limit = get_settings().SEND_BUFFER_LIMIT
+    if limit is None:
+        return False
+    unsent = writes.unsent_bytes(protocol.transport)
+    if unsent <= limit:
+        return False
+    protocol._rc_dropped = True
+    logger.warning(
+        "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); %s",
+        _client(protocol),
+        _path(protocol),
+        unsent,
+        limit,
+        why,
+    )
+    protocol.transport.abortConnection()
+    metrics.event("slow_reader_drops")
+    return True
 
 
 def _send(protocol: Any, message: dict[str, Any]) -> None:
@@ -131,22 +152,8 @@ def _send(protocol: Any, message: dict[str, Any]) -> None:
         )
     if getattr(protocol, "_rc_dropped", False):
         return  # dropped for SEND_BUFFER_LIMIT: the abort is under way, the disconnect follows
-    limit = get_settings().SEND_BUFFER_LIMIT
-    if limit is not None:
-        unsent = writes.unsent_bytes(protocol.transport)
-        if unsent > limit:
-            protocol._rc_dropped = True
-            logger.warning(
-                "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
-                "it is not reading.",
-                escape(protocol.client_addr),
-                escape(protocol.path.decode("ascii", "replace")),
-                unsent,
-                limit,
-            )
-            protocol.transport.abortConnection()
-            metrics.event("slow_reader_drops")
-            return
+    if _dropped_for_send_limit(protocol, "it is not reading."):
+        return
     data = data_bytes if data_bytes is not None else data_text
     if data is None:
         return
@@ -479,22 +486,10 @@ def install_daphne_adapter() -> bool:
     def onPing(self: Any, payload: bytes) -> None:
         if getattr(self, "_rc_dropped", False):
             return  # dropped already: the rest of this read's pings get no pong and no WARNING
-        limit = get_settings().SEND_BUFFER_LIMIT
-        if limit is not None and self.state == AutobahnProtocol.STATE_OPEN:
-            unsent = writes.unsent_bytes(self.transport)
-            if unsent > limit:
-                self._rc_dropped = True
-                logger.warning(
-                    "Dropped websocket client %s on %s: %d bytes wait to be sent (SEND_BUFFER_LIMIT=%d); "
-                    "it sends pings and is not reading pongs.",
-                    _client(self),
-                    _path(self),
-                    unsent,
-                    limit,
-                )
-                self.transport.abortConnection()
-                metrics.event("slow_reader_drops")
-                return
+        if self.state == AutobahnProtocol.STATE_OPEN and _dropped_for_send_limit(
+            self, "it sends pings and is not reading pongs."
+        ):
+            return
         original_ping(self, payload)
 
     original_build = HTTPFactory.buildProtocol
