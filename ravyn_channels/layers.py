@@ -167,11 +167,7 @@ def prepare_layer(layer: Any) -> bool:
         if not _host_timeout(host)[0]:
             host = {**host, "socket_timeout": None}
             changed = True
-        if (
-            isinstance(host, Mapping)
-            and "max_connections" not in host
-            and "max_connections" not in str(host.get("address", ""))
-        ):
+        if isinstance(host, Mapping) and "max_connections" not in host:  # (a URL's own query still wins)
             host = {**host, "max_connections": MAX_CONNECTIONS}
             changed = True
         hosts.append(host)
