@@ -290,14 +290,15 @@ class Session:
                 ws, group=member.name, meta=meta if topic.presence else None, since=since
             )
         except (TooManyRooms, HistoryUnavailable) as exc:  # MAX_ROOMS_PER_CONNECTION, or Redis unreachable
-            why = exc.reason if isinstance(exc, TooManyRooms) else "history unavailable: join again later"
-            if isinstance(exc, HistoryUnavailable):
+            if isinstance(exc, TooManyRooms):
+                refusal: dict[str, Any] = {"reason": exc.reason}
+            else:
                 await topic.manager.disconnect(ws, group=member.name)
+                # A store that cannot be read now may be back in a moment: the clients retry that join.
+                refusal = {"reason": "history unavailable: join again later", "retry": True}
             await self._drop_cleanups(member)
-            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), why)
-            # A store that cannot be read now may be back in a moment: the clients retry that join.
-            retry = isinstance(exc, HistoryUnavailable)
-            await self.reply(frame, "error", {"reason": why, "retry": True} if retry else {"reason": why})
+            logger.info("Refused join of %r on %s: %s", member.name, escape(ws.scope["path"]), refusal["reason"])
+            await self.reply(frame, "error", refusal)
             return False
         member.state = "joined" if member.state == "joining" else member.state
         reply = protocol.reply_frame(frame.topic, frame.ref, "ok", {} if response is None else response)
