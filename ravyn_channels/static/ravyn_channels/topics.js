@@ -292,6 +292,8 @@ export class Channel {
     this._pushed = false;      // a frame with a position arrived since the last join was sent
     this._wanted = false;
     this._joinedOn = 0;        // the connection number this channel last sent its join on
+    this._retries = 0;         // rejoins the server asked to retry since the last accepted join
+    this._retryTimer = null;
     this._waiters = [];
     this._listeners = new Listeners();
   }
@@ -343,7 +345,7 @@ export class Channel {
         if (error instanceof ReplyError && error.retry && this.joins > 0 && this._wanted) {
           // A rejoin the server could not serve now (history store unreachable): again after a backoff.
           const connection = socket.connections;
-          this._retries = (this._retries ?? 0) + 1;
+          this._retries += 1;
           this._joinedOn = 0;
           this._setState("joining");
           this._retryTimer = setTimeout(() => {
