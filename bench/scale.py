@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .servers import ROOT, Server, cpus, free_port, pinned
+from .servers import ROOT, Server, cpus, free_port, pinned, terminate
 
 #: Descriptors the benchmark may need: 10,000 client sockets in the client, as many in a server.
 FD_LIMIT = 20000
@@ -99,13 +99,7 @@ class PrivateRedis:
         raise RuntimeError("private redis-server did not start")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
 
 

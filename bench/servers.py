@@ -134,17 +134,22 @@ class Server:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
 
     def __repr__(self) -> str:
         return f"<{self.server} {self.variant} ({self.layer}) :{self.port} pid {self.proc.pid}>"
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM a process this run started, SIGKILL it after 10 s, and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def run_client(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
